@@ -1,0 +1,203 @@
+// `tessera train`: parse and agree on the config, open the data, build the model, broadcast
+// the initial weights, train, and write the run directory (DESIGN §5).
+#include <tbb/global_control.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <thread>
+
+#include "core/cli/args.h"
+#include "core/cli/commands.h"
+#include "core/error.h"
+#include "core/json.h"
+#include "core/model.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "core/trainer.h"
+#include "io/config_parser.h"
+#include "io/files.h"
+#include "io/hdf5_source.h"
+#include "io/model_file.h"
+#include "io/provenance.h"
+
+namespace tessera::cli {
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: tessera train CONFIG.toml [--set key=value]... [--resume auto|never] [--quiet]\n"
+    "  Trains the model described by CONFIG.toml (see docs/config.md) and writes the run\n"
+    "  directory checkpoint.dir: config.toml, provenance.json, metrics.jsonl, model.h5.\n"
+    "  --set key=value  override any config key, e.g. --set optimizer.lr=0.05\n"
+    "  --resume         auto (default) | never; this version writes no checkpoints yet, so both\n"
+    "                   start a fresh run\n"
+    "  --quiet          no progress output\n"
+    "  Run under `mpirun -np N` for N data-parallel ranks; train.batch_size is the global batch.";
+
+uint64_t hash_string(const std::string& s) {
+  uint64_t h = 0x1234;
+  for (unsigned char c : s) h = mix64(h ^ c);
+  return h;
+}
+
+}  // namespace
+
+int set_threads(int64_t requested, const Communicator& comm) {
+  int threads = static_cast<int>(requested);
+  if (threads <= 0) {
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    threads = std::max(1, cores / std::max(1, comm.local_size()));
+  }
+  static std::unique_ptr<tbb::global_control> control;
+  control = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,
+                                                  static_cast<size_t>(threads));
+  return threads;
+}
+
+void say(const Communicator& comm, const std::string& line) {
+  if (comm.rank() == 0) {
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+  }
+}
+
+int train_command(const std::vector<std::string>& argv, Communicator& comm) {
+  const Args args(argv, {"--set", "--resume"}, {"--quiet"}, kUsage);
+  if (args.help()) {
+    say(comm, kUsage);
+    return 0;
+  }
+  if (args.positional().size() != 1) throw ConfigError(std::string("expected one CONFIG.toml\n") + kUsage);
+  const std::string resume = args.get("--resume", "auto");
+  if (resume != "auto" && resume != "never") {
+    throw ConfigError("--resume " + resume + ": resuming from a checkpoint path needs checkpoints, "
+                      "which this version does not write yet (use auto or never)");
+  }
+  const ParsedConfig parsed = parse_config_file(args.positional()[0], args.all("--set"));
+  const TrainConfig& cfg = parsed.config;
+  check_agreement(comm, hash_string(parsed.resolved_toml), "the resolved config");
+  if (cfg.train.batch_size < comm.size()) {
+    throw ConfigError("config key 'train.batch_size': " + std::to_string(cfg.train.batch_size) +
+                      " is smaller than the " + std::to_string(comm.size()) +
+                      " ranks (it is the global batch; every rank needs at least one row)");
+  }
+  const int threads = set_threads(cfg.train.threads, comm);
+
+  auto train_data = std::make_shared<Hdf5Dataset>(cfg.data.train, cfg.data.features, cfg.data.labels);
+  std::shared_ptr<Hdf5Dataset> val_data;
+  if (!cfg.data.validation.empty()) {
+    val_data = std::make_shared<Hdf5Dataset>(cfg.data.validation, cfg.data.features, cfg.data.labels);
+    if (val_data->features() != train_data->features() ||
+        val_data->label_columns() != train_data->label_columns()) {
+      throw DataError(cfg.data.validation[0] + ": validation data has " + std::to_string(val_data->features()) +
+                      " features and " + std::to_string(val_data->label_columns()) +
+                      " label columns; training data has " + std::to_string(train_data->features()) + " and " +
+                      std::to_string(train_data->label_columns()));
+    }
+  }
+  check_agreement(comm,
+                  hash3(static_cast<uint64_t>(train_data->rows()), static_cast<uint64_t>(train_data->features()),
+                        static_cast<uint64_t>(val_data ? val_data->rows() : 0)),
+                  "the dataset shape (rows, features)");
+
+  int64_t outputs = 1;
+  if (cfg.model.task == Task::kRegression) {
+    outputs = train_data->label_columns();
+  } else if (cfg.model.task == Task::kClassification) {
+    outputs = cfg.model.classes;
+    if (outputs == 0) {
+      int64_t k = scan_classes(*train_data, partition(train_data->rows(), comm.rank(), comm.size()));
+      comm.allreduce_max(std::span<int64_t>(&k, 1));
+      if (k < 2) {
+        throw DataError(cfg.data.train[0] + ": training labels hold " + std::to_string(k) +
+                        " class(es); classification needs 2 or more (or set model.task)");
+      }
+      outputs = k;
+    }
+  }
+  const ModelSpec spec = make_model_spec(cfg.model, train_data->features(), outputs);
+
+  SourceOptions so;
+  so.task = cfg.model.task;
+  so.classes = outputs;
+  so.global_batch = cfg.train.batch_size;
+  so.rank = comm.rank();
+  so.world = comm.size();
+  so.seed = cfg.train.seed;
+  so.shuffle = cfg.data.shuffle;
+  Hdf5Source train(train_data, so);
+  std::unique_ptr<Hdf5Source> validation;
+  SourceOptions vo = so;
+  vo.range_rows = std::max<int64_t>(256, partition(cfg.train.batch_size, 0, comm.size()).size());
+  if (val_data) validation = std::make_unique<Hdf5Source>(val_data, vo);
+  Model model(spec, std::max(train.max_batch_rows(), validation ? validation->max_batch_rows() : int64_t{1}));
+
+  FlatBuffer params(spec.param_count());
+  if (comm.rank() == 0) {
+    if (cfg.model.init.empty()) {
+      init_params(spec, cfg.train.seed, params.data());
+    } else {
+      load_init_weights(cfg.model.init, spec, params.data());
+    }
+  }
+  comm.broadcast(params.span(), 0);
+
+  const std::string& dir = cfg.checkpoint.dir;
+  std::ofstream metrics;
+  if (comm.rank() == 0) {
+    make_dirs(dir);
+    if (std::filesystem::exists(dir + "/metrics.jsonl")) {
+      std::fprintf(stderr, "tessera: note: %s already holds a run; starting a new one replaces its files\n", dir.c_str());
+    }
+    atomic_write_text(dir + "/config.toml", parsed.resolved_toml);
+    RunFacts facts;
+    facts.world_size = comm.size();
+    facts.threads_per_rank = threads;
+    facts.model = spec.describe();
+    for (const auto& a : argv) facts.command_line += (facts.command_line.empty() ? "tessera train " : " ") + a;
+    facts.hosts = comm.host_names();
+    atomic_write_text(dir + "/provenance.json", provenance_json(parsed.resolved_toml, *train_data, val_data.get(), facts));
+    metrics.open(dir + "/metrics.jsonl", std::ios::trunc);
+    if (!metrics) throw Error("cannot write " + dir + "/metrics.jsonl");
+  } else {
+    comm.host_names();  // collective: matches rank 0's call above
+  }
+
+  const int64_t total = total_steps(cfg.train, train.rows());
+  say(comm, "tessera: training " + spec.describe() + " (" + std::to_string(spec.param_count()) + " parameters) on " +
+                std::to_string(train.rows()) + " rows; " + std::to_string(comm.size()) + " rank(s) x " +
+                std::to_string(threads) + " thread(s); " + std::to_string(total) + " steps of " +
+                std::to_string(cfg.train.batch_size) + " rows; run directory " + dir);
+  Progress progress(total, comm.rank() == 0 && !args.has("--quiet"));
+  auto sink = [&](const std::string& line) {
+    metrics << line << '\n';
+    metrics.flush();
+  };
+  Trainer trainer(cfg, model, comm, train, validation.get(),
+                  comm.rank() == 0 ? std::function<void(const std::string&)>(sink) : nullptr, progress);
+  const TrainSummary summary = trainer.run(params);
+
+  if (comm.rank() == 0) {
+    write_model_file(dir + "/model.h5", spec, params.data());
+    JsonObject done;
+    done.add("event", "done").add("steps", summary.steps).add("loss", summary.last_loss);
+    done.add("samples_per_s", summary.samples_per_s).add("time_s", summary.seconds);
+    sink(done.str());
+  }
+  char line[256];
+  std::snprintf(line, sizeof line, "tessera: done: %lld steps in %.1f s (%.0f samples/s), final loss %.5f",
+                static_cast<long long>(summary.steps), summary.seconds, summary.samples_per_s, summary.last_loss);
+  std::string msg = line;
+  if (summary.evaluated) {
+    std::snprintf(line, sizeof line, "; validation %s %.4f", spec.task == Task::kRegression ? "rmse" : "accuracy",
+                  spec.task == Task::kRegression ? summary.last_eval.rmse : summary.last_eval.accuracy);
+    msg += line;
+  }
+  say(comm, msg + "; model " + dir + "/model.h5");
+  comm.barrier();  // model.h5 is complete before any rank exits
+  return 0;
+}
+
+}  // namespace tessera::cli

@@ -1,0 +1,86 @@
+// TrainConfig: the resolved run configuration (DESIGN §2) as plain data. io/config_parser.h
+// fills it from TOML; core validates nothing about files, only about numbers it relies on.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/activation.h"
+
+namespace tessera {
+
+enum class Task { kClassification, kBinary, kRegression };
+enum class OptimizerKind { kSgd, kAdam, kAdamW };
+enum class Schedule { kConstant, kCosine, kStep };
+
+struct DataConfig {
+  std::vector<std::string> train;       // resolved paths (globs expanded), concatenated in order
+  std::vector<std::string> validation;  // optional
+  std::string features = "X";
+  std::string labels = "y";
+  bool shuffle = true;
+  int64_t memory_budget_mb = 256;
+};
+
+struct ModelConfig {
+  std::string kind = "mlp";  // linear | mlp
+  std::vector<int64_t> hidden = {256, 128};
+  kernels::Activation activation = kernels::Activation::kRelu;
+  int64_t classes = 0;  // 0 = infer from labels
+  Task task = Task::kClassification;
+  std::string init;  // weights file, "" = nn.Linear default init
+};
+
+struct OptimizerConfig {
+  OptimizerKind kind = OptimizerKind::kSgd;
+  double lr = 0.1;
+  double momentum = 0.0;
+  double beta1 = 0.9, beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  Schedule schedule = Schedule::kConstant;
+  int64_t warmup_steps = 0;
+  int64_t step_every = 1000;  // schedule = "step": multiply lr by gamma every step_every steps
+  double gamma = 0.1;
+  double grad_clip_norm = 0.0;
+};
+
+struct TrainSection {
+  int64_t batch_size = 256;
+  int64_t epochs = 1;
+  int64_t max_steps = 0;
+  uint64_t seed = 1;
+  int64_t log_every = 10;
+  int64_t eval_every = 0;
+  int64_t threads = 0;
+  std::string precision = "fp32";
+};
+
+struct DistributedConfig {
+  std::string strategy = "ddp";
+  double bucket_mb = 4;
+  double timeout_s = 300;
+};
+
+struct CheckpointConfig {
+  std::string dir = "runs/example";
+  int64_t every_steps = 0;
+  int64_t keep_last = 3;
+};
+
+struct TrainConfig {
+  DataConfig data;
+  ModelConfig model;
+  OptimizerConfig optimizer;
+  TrainSection train;
+  DistributedConfig distributed;
+  CheckpointConfig checkpoint;
+};
+
+const char* to_string(Task t);
+const char* to_string(OptimizerKind k);
+const char* to_string(Schedule s);
+const char* to_string(kernels::Activation a);
+
+}  // namespace tessera

@@ -1,0 +1,126 @@
+// Model forward/backward as a sequence of kernel calls over arena buffers (llm.c style):
+// z_l = a_{l-1}·W_lᵀ + b_l, a_l = act(z_l) for hidden layers, out = z_L.
+#include "core/model.h"
+
+#include <cmath>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "kernels/dense.h"
+
+namespace tessera {
+
+int64_t ModelSpec::param_count() const {
+  int64_t n = 0;
+  for (int l = 0; l < layers(); ++l) n += sizes[l + 1] * sizes[l] + sizes[l + 1];
+  return n;
+}
+
+int64_t ModelSpec::weight_offset(int l) const {
+  int64_t n = 0;
+  for (int i = 0; i < l; ++i) n += sizes[i + 1] * sizes[i] + sizes[i + 1];
+  return n;
+}
+
+int64_t ModelSpec::bias_offset(int l) const { return weight_offset(l) + sizes[l + 1] * sizes[l]; }
+
+std::string ModelSpec::describe() const {
+  std::ostringstream os;
+  os << kind << " ";
+  for (size_t i = 0; i < sizes.size(); ++i) os << (i ? "-" : "") << sizes[i];
+  if (layers() > 1) os << " " << to_string(activation);
+  os << " " << to_string(task);
+  return os.str();
+}
+
+ModelSpec make_model_spec(const ModelConfig& cfg, int64_t features, int64_t outputs) {
+  ModelSpec spec;
+  spec.kind = cfg.kind;
+  spec.activation = cfg.activation;
+  spec.task = cfg.task;
+  spec.sizes.push_back(features);
+  if (cfg.kind == "mlp") {
+    for (int64_t h : cfg.hidden) spec.sizes.push_back(h);
+  }
+  spec.sizes.push_back(outputs);
+  return spec;
+}
+
+template <class T>
+BasicModel<T>::BasicModel(ModelSpec spec, int64_t max_rows)
+    : spec_(std::move(spec)), max_rows_(max_rows) {
+  TESSERA_CHECK(spec_.layers() >= 1 && max_rows_ > 0, "empty model or batch");
+  int64_t widest = 0;
+  for (int64_t s : spec_.sizes) widest = std::max(widest, s);
+  for (int l = 0; l < spec_.layers(); ++l) {
+    const size_t n = static_cast<size_t>(max_rows_ * spec_.sizes[l + 1]);
+    z_.emplace_back(n);
+    a_.emplace_back(l + 1 < spec_.layers() ? n : 0);
+  }
+  scratch_a_.resize(static_cast<size_t>(max_rows_ * widest));
+  scratch_b_.resize(static_cast<size_t>(max_rows_ * widest));
+}
+
+template <class T>
+T* BasicModel<T>::forward(const T* params, const T* x, int64_t n) {
+  TESSERA_CHECK(n > 0 && n <= max_rows_, "batch of ", n, " rows exceeds arena of ", max_rows_);
+  const T* in = x;
+  for (int l = 0; l < spec_.layers(); ++l) {
+    const int64_t fin = spec_.sizes[l], fout = spec_.sizes[l + 1];
+    T* z = z_[l].data();
+    kernels::dense_forward(in, params + spec_.weight_offset(l), params + spec_.bias_offset(l), z,
+                           n, fin, fout);
+    if (l + 1 < spec_.layers()) {
+      kernels::activation_forward(spec_.activation, z, a_[l].data(), n * fout);
+      in = a_[l].data();
+    }
+  }
+  return z_.back().data();
+}
+
+template <class T>
+void BasicModel<T>::backward(const T* params, const T* x, T* dout, T* grads, int64_t n) {
+  TESSERA_CHECK(n > 0 && n <= max_rows_, "batch of ", n, " rows exceeds arena of ", max_rows_);
+  T* dz = dout;  // gradient w.r.t. this layer's pre-activation
+  for (int l = spec_.layers() - 1; l >= 0; --l) {
+    const int64_t fin = spec_.sizes[l], fout = spec_.sizes[l + 1];
+    const T* in = l == 0 ? x : a_[l - 1].data();
+    T* da_prev = l == 0 ? nullptr : (dz == scratch_a_.data() ? scratch_b_.data() : scratch_a_.data());
+    kernels::dense_backward(dz, in, params + spec_.weight_offset(l), grads + spec_.weight_offset(l),
+                            grads + spec_.bias_offset(l), da_prev, n, fin, fout);
+    if (l > 0) {
+      kernels::activation_backward(spec_.activation, z_[l - 1].data(), a_[l - 1].data(), da_prev,
+                                   da_prev, n * fin);
+      dz = da_prev;
+    }
+  }
+}
+
+template class BasicModel<float>;
+template class BasicModel<double>;
+
+void init_params(const ModelSpec& spec, uint64_t seed, float* params) {
+  for (int l = 0; l < spec.layers(); ++l) {
+    const int64_t fin = spec.sizes[l], fout = spec.sizes[l + 1];
+    const double bound = 1.0 / std::sqrt(static_cast<double>(fin));
+    Rng rng(seed, 0x1417 + static_cast<uint64_t>(l));
+    float* w = params + spec.weight_offset(l);
+    for (int64_t i = 0; i < fout * fin; ++i) w[i] = static_cast<float>((2 * rng.uniform() - 1) * bound);
+    float* b = params + spec.bias_offset(l);
+    for (int64_t i = 0; i < fout; ++i) b[i] = static_cast<float>((2 * rng.uniform() - 1) * bound);
+  }
+}
+
+std::vector<TensorInfo> tensor_layout(const ModelSpec& spec) {
+  std::vector<TensorInfo> out;
+  for (int l = 0; l < spec.layers(); ++l) {
+    const int64_t fin = spec.sizes[l], fout = spec.sizes[l + 1];
+    const std::string prefix = "layers." + std::to_string(l) + ".";
+    out.push_back({prefix + "weight", {fout, fin}, spec.weight_offset(l), fout * fin});
+    out.push_back({prefix + "bias", {fout}, spec.bias_offset(l), fout});
+  }
+  return out;
+}
+
+}  // namespace tessera

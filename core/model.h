@@ -1,0 +1,70 @@
+// The linear and mlp models: a stack of nn.Linear layers with an activation between them.
+// Parameters and gradients are flat buffers owned by the caller; the model owns only its
+// activation arena, sized once for max_rows, so forward and backward never allocate.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "kernels/activation.h"
+
+namespace tessera {
+
+struct ModelSpec {
+  std::string kind = "mlp";      // linear | mlp
+  std::vector<int64_t> sizes;    // [inputs, hidden..., outputs]
+  kernels::Activation activation = kernels::Activation::kRelu;
+  Task task = Task::kClassification;
+
+  int layers() const { return static_cast<int>(sizes.size()) - 1; }
+  int64_t inputs() const { return sizes.front(); }
+  int64_t outputs() const { return sizes.back(); }
+  int64_t param_count() const;
+  // Layer l's weight (out, in) then bias (out) are at these offsets of the flat buffer.
+  int64_t weight_offset(int l) const;
+  int64_t bias_offset(int l) const;
+  std::string describe() const;  // "mlp 784-256-128-10 relu classification"
+};
+
+// Builds the spec from the config and the data's shape; classes = outputs for classification.
+ModelSpec make_model_spec(const ModelConfig& cfg, int64_t features, int64_t outputs);
+
+template <class T>
+class BasicModel {
+ public:
+  BasicModel(ModelSpec spec, int64_t max_rows);
+  const ModelSpec& spec() const { return spec_; }
+
+  // params (param_count), x (n, inputs) -> returns out (n, outputs), valid until next forward;
+  // the caller may overwrite it (e.g. with the loss gradient) before backward.
+  T* forward(const T* params, const T* x, int64_t n);
+  // After forward on the same x: dout (n, outputs) -> grads (param_count), overwritten.
+  // dout is clobbered (used as scratch).
+  void backward(const T* params, const T* x, T* dout, T* grads, int64_t n);
+
+ private:
+  ModelSpec spec_;
+  int64_t max_rows_;
+  std::vector<std::vector<T>> z_;  // pre-activation of each layer (n, out_l)
+  std::vector<std::vector<T>> a_;  // activation of each hidden layer (n, out_l)
+  std::vector<T> scratch_a_, scratch_b_;
+};
+
+using Model = BasicModel<float>;
+
+// PyTorch's nn.Linear default init drawn from our seed: weight and bias ~ U(-1/√in, 1/√in)
+// (kaiming_uniform with a = √5 reduces to this bound).
+void init_params(const ModelSpec& spec, uint64_t seed, float* params);
+
+// "layers.0.weight", "layers.0.bias", ... in flat-buffer order, with their shapes.
+struct TensorInfo {
+  std::string name;
+  std::vector<int64_t> shape;
+  int64_t offset = 0;
+  int64_t count = 0;
+};
+std::vector<TensorInfo> tensor_layout(const ModelSpec& spec);
+
+}  // namespace tessera

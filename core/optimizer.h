@@ -1,0 +1,31 @@
+// Optimizer: owns the optimizer state buffers, applies the LR schedule and global-norm
+// clipping, then calls one flat kernel (kernels/optim.h) over all parameters.
+#pragma once
+
+#include <cstdint>
+
+#include "core/config.h"
+#include "core/flat_buffer.h"
+
+namespace tessera {
+
+// Learning rate for 0-based step `step` of `total_steps` (warmup, then the schedule).
+double scheduled_lr(const OptimizerConfig& cfg, int64_t step, int64_t total_steps);
+
+class Optimizer {
+ public:
+  Optimizer(const OptimizerConfig& cfg, int64_t param_count, int64_t total_steps);
+
+  // grads (param_count) must already be the global mean gradient (allreduced).
+  // Clips grads in place when grad_clip_norm > 0. Returns the gradient norm before clipping.
+  double step(float* params, float* grads, int64_t step);
+  double lr(int64_t step) const { return scheduled_lr(cfg_, step, total_steps_); }
+
+ private:
+  OptimizerConfig cfg_;
+  int64_t count_, total_steps_;
+  int64_t updates_ = 0;  // optimizer steps taken (Adam's t)
+  FlatBuffer m_, v_;     // sgd: momentum in m_; adam: first and second moments
+};
+
+}  // namespace tessera

@@ -1,0 +1,124 @@
+// Trainer::run. The loss of each rank is scaled by 1/B (global batch), so the allreduced sum of
+// gradients is the global mean and learning rates do not depend on N.
+#include "core/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/json.h"
+#include "core/optimizer.h"
+
+namespace tessera {
+
+int64_t total_steps(const TrainSection& train, int64_t rows) {
+  const int64_t per_epoch = rows / train.batch_size;
+  int64_t total = per_epoch * train.epochs;
+  if (train.max_steps > 0) total = std::min(total, train.max_steps);
+  return total;
+}
+
+Trainer::Trainer(const TrainConfig& cfg, Model& model, Communicator& comm, BatchSource& train,
+                 BatchSource* validation, std::function<void(const std::string&)> metrics,
+                 Progress& progress)
+    : cfg_(cfg), model_(model), comm_(comm), train_(train), validation_(validation),
+      metrics_(std::move(metrics)), progress_(progress) {}
+
+void Trainer::run_eval(const FlatBuffer& params, int64_t step, int64_t epoch, TrainSummary& summary) {
+  if (validation_ == nullptr) return;
+  const EvalResult r = evaluate(model_, params.data(), *validation_, comm_);
+  JsonObject line;
+  line.add("event", "eval").add("step", step).add("epoch", epoch).add("split", "validation");
+  line.add("rows", r.rows).add("loss", r.loss);
+  if (model_.spec().task == Task::kRegression) {
+    line.add("rmse", r.rmse);
+  } else {
+    line.add("accuracy", r.accuracy);
+  }
+  if (metrics_) metrics_(line.str());
+  char msg[160];
+  std::snprintf(msg, sizeof msg, "eval step %lld: validation loss %.4f %s %.4f",
+                static_cast<long long>(step), r.loss,
+                model_.spec().task == Task::kRegression ? "rmse" : "accuracy",
+                model_.spec().task == Task::kRegression ? r.rmse : r.accuracy);
+  progress_.note(msg);
+  summary.last_eval = r;
+  summary.evaluated = true;
+}
+
+TrainSummary Trainer::run(FlatBuffer& params) {
+  const int64_t batch = cfg_.train.batch_size;
+  const int64_t per_epoch = train_.rows() / batch;
+  if (per_epoch == 0) {
+    throw DataError("training data has " + std::to_string(train_.rows()) +
+                    " rows, fewer than train.batch_size = " + std::to_string(batch) +
+                    ": lower train.batch_size or add data");
+  }
+  const int64_t total = total_steps(cfg_.train, train_.rows());
+  const ModelSpec& spec = model_.spec();
+  FlatBuffer grads(spec.param_count());
+  Optimizer opt(cfg_.optimizer, spec.param_count(), total);
+  const double scale = 1.0 / static_cast<double>(batch);
+
+  TrainSummary summary;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto interval_start = t0;
+  double interval[3] = {0, 0, 0};  // loss sum, correct, rows since the last log line
+  int64_t step = 0;
+  for (int64_t epoch = 0; epoch < cfg_.train.epochs && step < total; ++epoch) {
+    for (int64_t s = 0; s < per_epoch && step < total; ++s) {
+      const Batch b = train_.next(epoch, s);
+      float* out = model_.forward(params.data(), b.x, b.rows);
+      const kernels::LossResult lr = task_loss(spec.task, out, b, out, spec.outputs(), scale);
+      model_.backward(params.data(), b.x, out, grads.data(), b.rows);
+      comm_.allreduce_sum(grads.span());
+      double stats[2] = {lr.loss_sum, lr.correct};
+      comm_.allreduce_sum(std::span<double>(stats, 2));
+      const double step_loss = stats[0] / static_cast<double>(batch);
+      if (!std::isfinite(step_loss)) {
+        throw Error("training diverged: the global loss is " + std::to_string(step_loss) +
+                    " at step " + std::to_string(step) +
+                    ": lower optimizer.lr or set optimizer.grad_clip_norm");
+      }
+      opt.step(params.data(), grads.data(), step);
+      ++step;
+      interval[0] += stats[0];
+      interval[1] += stats[1];
+      interval[2] += static_cast<double>(batch);
+      summary.final_step_loss = step_loss;
+
+      const auto now = std::chrono::steady_clock::now();
+      const double elapsed = std::chrono::duration<double>(now - t0).count();
+      const double rate = static_cast<double>(step * batch) / std::max(elapsed, 1e-9);
+      progress_.step(step, step_loss, rate);
+      const bool last = step == total;
+      if (step % cfg_.train.log_every == 0 || last) {
+        const double span = std::chrono::duration<double>(now - interval_start).count();
+        const double mean_loss = interval[0] / interval[2];
+        JsonObject line;
+        line.add("event", "train").add("step", step).add("epoch", epoch).add("loss", mean_loss);
+        if (spec.task != Task::kRegression) line.add("accuracy", interval[1] / interval[2]);
+        line.add("lr", opt.lr(step - 1))
+            .add("samples_per_s", interval[2] / std::max(span, 1e-9))
+            .add("time_s", elapsed);
+        if (metrics_) metrics_(line.str());
+        progress_.log_line(step, epoch, mean_loss, opt.lr(step - 1), interval[2] / std::max(span, 1e-9));
+        summary.last_loss = mean_loss;
+        interval[0] = interval[1] = interval[2] = 0;
+        interval_start = now;
+      }
+      if (cfg_.train.eval_every > 0 && step % cfg_.train.eval_every == 0) {
+        run_eval(params, step, epoch, summary);
+      }
+    }
+    if (cfg_.train.eval_every == 0) run_eval(params, step, epoch, summary);
+  }
+  progress_.finish();
+  summary.steps = step;
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  summary.samples_per_s = static_cast<double>(step * batch) / std::max(summary.seconds, 1e-9);
+  return summary;
+}
+
+}  // namespace tessera

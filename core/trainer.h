@@ -1,0 +1,55 @@
+// The training loop of STYLE §2: read this rank's slice, forward, loss, backward, allreduce,
+// optimizer step; log and evaluate at the configured intervals. All ranks run it in lockstep.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "core/batch_source.h"
+#include "core/communicator.h"
+#include "core/config.h"
+#include "core/evaluate.h"
+#include "core/flat_buffer.h"
+#include "core/model.h"
+#include "core/progress.h"
+
+namespace tessera {
+
+struct TrainSummary {
+  int64_t steps = 0;
+  double last_loss = 0.0;        // mean loss of the last log interval
+  double final_step_loss = 0.0;  // global mean loss of the last step
+  double seconds = 0.0;
+  double samples_per_s = 0.0;
+  EvalResult last_eval;
+  bool evaluated = false;
+};
+
+// Number of optimizer steps a run of this config takes on `rows` training rows.
+int64_t total_steps(const TrainSection& train, int64_t rows);
+
+class Trainer {
+ public:
+  // metrics receives one JSON line per event (rank 0 writes it; other ranks pass nullptr).
+  // validation may be null. The model arena must hold max(train, validation) batch rows.
+  Trainer(const TrainConfig& cfg, Model& model, Communicator& comm, BatchSource& train,
+          BatchSource* validation, std::function<void(const std::string&)> metrics,
+          Progress& progress);
+
+  // Collective. params must be identical on every rank (broadcast beforehand).
+  TrainSummary run(FlatBuffer& params);
+
+ private:
+  void run_eval(const FlatBuffer& params, int64_t step, int64_t epoch, TrainSummary& summary);
+
+  const TrainConfig& cfg_;
+  Model& model_;
+  Communicator& comm_;
+  BatchSource& train_;
+  BatchSource* validation_;
+  std::function<void(const std::string&)> metrics_;
+  Progress& progress_;
+};
+
+}  // namespace tessera

@@ -1,0 +1,132 @@
+// io/files.cpp: POSIX file durability and OpenSSL's SHA-256 (EVP interface).
+#include "io/files.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include "core/error.h"
+
+namespace tessera {
+
+namespace fs = std::filesystem;
+
+void fsync_path(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw Error("cannot open " + path + " to fsync");
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) throw Error("fsync failed for " + path);
+}
+
+void make_dirs(const std::string& path) {
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  if (ec) throw Error("cannot create directory " + path + ": " + ec.message());
+}
+
+void atomic_write_with(const std::string& path, const std::function<void(const std::string&)>& write) {
+  const fs::path target(path);
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  const std::string tmp = (dir / ("." + target.filename().string() + ".tmp." + std::to_string(::getpid()))).string();
+  try {
+    write(tmp);
+    ::chmod(tmp.c_str(), 0644);
+    fsync_path(tmp);
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) throw Error("cannot rename " + tmp + " to " + path);
+    fsync_path(dir.string());
+  } catch (...) {
+    std::remove(tmp.c_str());
+    throw;
+  }
+}
+
+void atomic_write_text(const std::string& path, const std::string& content) {
+  atomic_write_with(path, [&](const std::string& tmp) {
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (f == nullptr) throw Error("cannot write " + tmp + " (directory missing or not writable?)");
+    const size_t n = std::fwrite(content.data(), 1, content.size(), f);
+    const bool ok = n == content.size() && std::fflush(f) == 0;
+    std::fclose(f);
+    if (!ok) throw Error("short write to " + tmp + " (disk full?)");
+  });
+}
+
+namespace {
+
+struct MdFree {
+  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+};
+
+std::string hex(const unsigned char* d, unsigned n) {
+  static const char* k = "0123456789abcdef";
+  std::string s;
+  for (unsigned i = 0; i < n; ++i) {
+    s += k[d[i] >> 4];
+    s += k[d[i] & 15];
+  }
+  return s;
+}
+
+class Sha256 {
+ public:
+  Sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr); }
+  void update(const void* p, size_t n) { EVP_DigestUpdate(ctx_.get(), p, n); }
+  std::string hex_digest() {
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    EVP_DigestFinal_ex(ctx_.get(), d, &n);
+    return hex(d, n);
+  }
+
+ private:
+  std::unique_ptr<EVP_MD_CTX, MdFree> ctx_;
+};
+
+}  // namespace
+
+std::string sha256_hex(const void* data, size_t n) {
+  Sha256 h;
+  h.update(data, n);
+  return h.hex_digest();
+}
+
+std::string sha256_file(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) throw Error("cannot read " + path);
+  Sha256 h;
+  std::vector<char> buf(size_t{1} << 20);
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) h.update(buf.data(), n);
+  std::fclose(f);
+  return h.hex_digest();
+}
+
+std::string fingerprint_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw DataError("cannot stat " + path);
+  const int64_t size = st.st_size;
+  constexpr int64_t kWindow = 64 << 10, kWindows = 16;
+  if (size < (int64_t{1} << 20)) return "sha256:" + sha256_file(path);
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) throw DataError("cannot read " + path);
+  Sha256 h;
+  h.update(&size, sizeof size);
+  std::vector<char> buf(static_cast<size_t>(kWindow));
+  for (int64_t w = 0; w < kWindows; ++w) {
+    const int64_t off = (size - kWindow) * w / (kWindows - 1);
+    std::fseek(f, static_cast<long>(off), SEEK_SET);
+    const size_t n = std::fread(buf.data(), 1, buf.size(), f);
+    h.update(buf.data(), n);
+  }
+  std::fclose(f);
+  return "sampled-sha256:" + h.hex_digest();
+}
+
+}  // namespace tessera

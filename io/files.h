@@ -1,0 +1,29 @@
+// Durable file plumbing: atomic replace (temp file, fsync, rename, fsync directory), SHA-256,
+// and private permissions (no group/other write) for everything tessera writes.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace tessera {
+
+// Writes content to path atomically: a crash leaves either the old file or the new one.
+void atomic_write_text(const std::string& path, const std::string& content);
+// Runs write(temp_path) to produce a file, then fsyncs and renames it over path. The temp file
+// is removed if write throws.
+void atomic_write_with(const std::string& path, const std::function<void(const std::string&)>& write);
+// fsync a file or directory by path.
+void fsync_path(const std::string& path);
+// mkdir -p with mode 0755 (and umask 022 applied by the CLI).
+void make_dirs(const std::string& path);
+
+std::string sha256_hex(const void* data, size_t n);
+std::string sha256_file(const std::string& path);
+
+// Cheap fingerprint of a data file (docs/formats.md): SHA-256 over its size and 16 evenly
+// spaced 64 KiB windows (the whole file when it is under 1 MiB). Detects replaced, truncated
+// or regenerated files at O(1 MiB) of reading per file, whatever the file size.
+std::string fingerprint_file(const std::string& path);
+
+}  // namespace tessera

@@ -1,0 +1,199 @@
+// Hdf5Dataset: schema validation and batched hyperslab reads across concatenated files.
+#include "io/hdf5_dataset.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "io/h5.h"
+
+namespace tessera {
+
+struct Hdf5Dataset::Open {
+  h5::Handle file, x, y;
+};
+
+namespace {
+
+// Chunk cache per dataset: large enough for a shuffle window of typical chunks, so compressed
+// chunks are not decompressed once per row.
+constexpr size_t kChunkCacheBytes = size_t{32} << 20;
+
+h5::Handle open_with_cache(hid_t file, const std::string& path, const std::string& name) {
+  if (!h5::exists(file, name)) return h5::open_dataset(file, path, name);  // throws the named error
+  h5::Handle dapl(H5Pcreate(H5P_DATASET_ACCESS));
+  H5Pset_chunk_cache(dapl, 12421, kChunkCacheBytes, 1.0);
+  h5::Handle d(H5Dopen2(file, name.c_str(), dapl));
+  if (!d.valid()) throw DataError(path + ": cannot open dataset '" + name + "'");
+  return d;
+}
+
+bool numeric(hid_t d) {
+  h5::Handle t(H5Dget_type(d));
+  const H5T_class_t c = H5Tget_class(t);
+  return c == H5T_INTEGER || c == H5T_FLOAT;
+}
+
+}  // namespace
+
+Hdf5Dataset::Hdf5Dataset(const std::vector<std::string>& paths, const std::string& features_name,
+                         const std::string& labels_name)
+    : x_name_(features_name), y_name_(labels_name) {
+  if (paths.empty()) throw ConfigError("data.train: no files given");
+  for (const std::string& path : paths) {
+    auto o = std::make_unique<Open>();
+    o->file = h5::open_read(path);
+    o->x = open_with_cache(o->file, path, x_name_);
+    const bool labels = !y_name_.empty();  // predict reads features only
+    if (labels) o->y = open_with_cache(o->file, path, y_name_);
+    const auto xs = h5::shape(o->x);
+    const auto ys = labels ? h5::shape(o->y) : std::vector<int64_t>{xs.empty() ? 0 : xs[0]};
+    const std::string xd = path + ": dataset '" + x_name_ + "'", yd = path + ": dataset '" + y_name_ + "'";
+    if (!numeric(o->x)) throw DataError(xd + " is not numeric (expected float or integer)");
+    if (labels && !numeric(o->y)) throw DataError(yd + " is not numeric (expected float or integer)");
+    if (xs.size() != 2) {
+      throw DataError(xd + " has " + std::to_string(xs.size()) +
+                      " dimensions, expected 2 (rows x features)");
+    }
+    if (ys.size() != 1 && ys.size() != 2) {
+      throw DataError(yd + " has " + std::to_string(ys.size()) +
+                      " dimensions, expected 1 (rows) or 2 (rows x targets)");
+    }
+    if (xs[0] != ys[0]) {
+      throw DataError(path + ": '" + x_name_ + "' has " + std::to_string(xs[0]) + " rows but '" +
+                      y_name_ + "' has " + std::to_string(ys[0]) + " (they must match)");
+    }
+    if (xs[0] == 0 || xs[1] == 0) throw DataError(xd + " is empty (0 rows or 0 features)");
+    const int64_t ycols = ys.size() == 2 ? ys[1] : 1;
+    if (ycols == 0) throw DataError(yd + " has 0 columns");
+    if (info_.empty()) {
+      features_ = xs[1];
+      label_columns_ = ycols;
+      labels_integer_ = labels && h5::is_integer(o->y);
+    } else {
+      if (xs[1] != features_) {
+        throw DataError(xd + " has " + std::to_string(xs[1]) + " features but " + info_[0].path +
+                        " has " + std::to_string(features_) + " (all files must share a schema)");
+      }
+      if (ycols != label_columns_) {
+        throw DataError(yd + " has " + std::to_string(ycols) + " columns but " + info_[0].path +
+                        " has " + std::to_string(label_columns_));
+      }
+      labels_integer_ = labels_integer_ && labels && h5::is_integer(o->y);
+    }
+    Hdf5FileInfo fi;
+    fi.path = path;
+    fi.rows = xs[0];
+    fi.first_row = rows_;
+    fi.x_dtype = h5::dtype_name(o->x);
+    fi.y_dtype = labels ? h5::dtype_name(o->y) : "";
+    h5::Handle dcpl(H5Dget_create_plist(o->x));
+    if (H5Pget_layout(dcpl) == H5D_CHUNKED) {
+      hsize_t chunk[2] = {0, 0};
+      H5Pget_chunk(dcpl, 2, chunk);
+      fi.x_chunk_rows = static_cast<int64_t>(chunk[0]);
+    }
+    struct stat st {};
+    if (stat(path.c_str(), &st) == 0) fi.bytes = st.st_size;
+    rows_ += fi.rows;
+    info_.push_back(fi);
+    open_.push_back(std::move(o));
+  }
+}
+
+Hdf5Dataset::~Hdf5Dataset() = default;
+
+int64_t Hdf5Dataset::order_chunk_rows() const {
+  return info_[0].x_chunk_rows > 0 ? info_[0].x_chunk_rows : kDefaultOrderChunk;
+}
+
+size_t Hdf5Dataset::file_of(int64_t row) const {
+  TESSERA_CHECK(row >= 0 && row < rows_, "row ", row, " outside ", rows_);
+  size_t f = 0;
+  while (f + 1 < info_.size() && info_[f + 1].first_row <= row) ++f;
+  return f;
+}
+
+std::string Hdf5Dataset::where(int64_t row) const {
+  const size_t f = file_of(row);
+  return info_[f].path + " row " + std::to_string(row - info_[f].first_row);
+}
+
+namespace {
+
+// Reads the union of [starts[i], starts[i]+lens[i]) rows of dataset d (cols columns) into out.
+void read_blocks(hid_t d, const std::string& what, const std::vector<hsize_t>& starts,
+                 const std::vector<hsize_t>& lens, int64_t cols, bool two_d, hid_t mem_type,
+                 void* out) {
+  h5::Handle space(H5Dget_space(d));
+  hsize_t total = 0;
+  for (size_t i = 0; i < starts.size(); ++i) {
+    hsize_t start[2] = {starts[i], 0}, count[2] = {lens[i], static_cast<hsize_t>(cols)};
+    H5Sselect_hyperslab(space, i == 0 ? H5S_SELECT_SET : H5S_SELECT_OR, start, nullptr, count,
+                        nullptr);
+    total += lens[i];
+  }
+  hsize_t mdims[2] = {total, static_cast<hsize_t>(cols)};
+  h5::Handle mem(H5Screate_simple(two_d ? 2 : 1, mdims, nullptr));
+  if (H5Dread(d, mem_type, mem, space, H5P_DEFAULT, out) < 0) {
+    throw DataError("cannot read " + what + " (file damaged or truncated?)");
+  }
+}
+
+}  // namespace
+
+void Hdf5Dataset::read_rows(const int64_t* rows, int64_t count, float* x, double* y) {
+  int64_t i = 0;
+  std::vector<hsize_t> starts, lens;  // small; reused capacity is not worth a member here
+  while (i < count) {
+    const size_t f = file_of(rows[i]);
+    const int64_t file_end = info_[f].first_row + info_[f].rows;
+    const int64_t first = i;
+    starts.clear();
+    lens.clear();
+    while (i < count && rows[i] < file_end) {
+      TESSERA_CHECK(i == first || rows[i] > rows[i - 1], "rows must be strictly increasing");
+      const int64_t local = rows[i] - info_[f].first_row;
+      if (!starts.empty() && static_cast<int64_t>(starts.back() + lens.back()) == local) {
+        ++lens.back();
+      } else {
+        starts.push_back(static_cast<hsize_t>(local));
+        lens.push_back(1);
+      }
+      ++i;
+    }
+    const Open& o = *open_[f];
+    read_blocks(o.x, info_[f].path + " dataset '" + x_name_ + "'", starts, lens, features_, true,
+                H5T_NATIVE_FLOAT, x + first * features_);
+    if (y != nullptr && o.y.valid()) {
+      const bool y2 = h5::shape(o.y).size() == 2;
+      read_blocks(o.y, info_[f].path + " dataset '" + y_name_ + "'", starts, lens, label_columns_, y2,
+                  H5T_NATIVE_DOUBLE, y + first * label_columns_);
+    }
+  }
+}
+
+void Hdf5Dataset::read_range(int64_t begin, int64_t end, float* x, double* y) {
+  TESSERA_CHECK(0 <= begin && begin <= end && end <= rows_, "range [", begin, ",", end, ")");
+  int64_t r = begin;
+  while (r < end) {
+    const size_t f = file_of(r);
+    const int64_t stop = std::min(end, info_[f].first_row + info_[f].rows);
+    const std::vector<hsize_t> starts{static_cast<hsize_t>(r - info_[f].first_row)};
+    const std::vector<hsize_t> lens{static_cast<hsize_t>(stop - r)};
+    const Open& o = *open_[f];
+    if (x != nullptr) {
+      read_blocks(o.x, info_[f].path + " dataset '" + x_name_ + "'", starts, lens, features_, true,
+                  H5T_NATIVE_FLOAT, x + (r - begin) * features_);
+    }
+    if (y != nullptr && o.y.valid()) {
+      const bool y2 = h5::shape(o.y).size() == 2;
+      read_blocks(o.y, info_[f].path + " dataset '" + y_name_ + "'", starts, lens, label_columns_, y2,
+                  H5T_NATIVE_DOUBLE, y + (r - begin) * label_columns_);
+    }
+    r = stop;
+  }
+}
+
+}  // namespace tessera

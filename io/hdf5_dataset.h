@@ -1,0 +1,63 @@
+// Hdf5Dataset: one or more HDF5 files with the same schema seen as one table of rows.
+// Opens and validates every file's schema up front (DESIGN §4); reads whole row ranges or
+// sorted row sets (one hyperslab union per file), converting features to float32.
+// Not thread-safe: HDF5 calls must stay on one thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace tessera {
+
+struct Hdf5FileInfo {
+  std::string path;
+  int64_t rows = 0;
+  int64_t first_row = 0;   // global index of this file's row 0
+  std::string x_dtype, y_dtype;
+  int64_t x_chunk_rows = 0;  // 0 = contiguous storage
+  int64_t bytes = 0;
+};
+
+class Hdf5Dataset {
+ public:
+  // Chunk length of the data order when the first file is not chunked.
+  static constexpr int64_t kDefaultOrderChunk = 1024;
+
+  // labels_name "" opens features only (prediction); label reads are then skipped.
+  Hdf5Dataset(const std::vector<std::string>& paths, const std::string& features_name,
+              const std::string& labels_name);
+  ~Hdf5Dataset();
+  Hdf5Dataset(const Hdf5Dataset&) = delete;
+  Hdf5Dataset& operator=(const Hdf5Dataset&) = delete;
+
+  int64_t rows() const { return rows_; }
+  int64_t features() const { return features_; }
+  int64_t label_columns() const { return label_columns_; }  // 1 for a 1-D label dataset
+  bool labels_are_integer() const { return labels_integer_; }
+  int64_t order_chunk_rows() const;
+  const std::vector<Hdf5FileInfo>& files() const { return info_; }
+  const std::string& features_name() const { return x_name_; }
+  const std::string& labels_name() const { return y_name_; }
+
+  // rows (count, strictly increasing global indices) -> x (count, features), y (count, label_columns)
+  void read_rows(const int64_t* rows, int64_t count, float* x, double* y);
+  // Global rows [begin, end) -> x, y as above. x == nullptr reads labels only.
+  void read_range(int64_t begin, int64_t end, float* x, double* y);
+
+  // "file.h5 row 17" for global row `row` (errors name the file and the file-local row).
+  std::string where(int64_t row) const;
+  // File index holding global row `row`.
+  size_t file_of(int64_t row) const;
+
+ private:
+  struct Open;
+  std::string x_name_, y_name_;
+  std::vector<Hdf5FileInfo> info_;
+  std::vector<std::unique_ptr<Open>> open_;
+  int64_t rows_ = 0, features_ = 0, label_columns_ = 1;
+  bool labels_integer_ = true;
+};
+
+}  // namespace tessera

@@ -1,0 +1,110 @@
+// IDX format (LeCun): big-endian magic 0x0000 <type=0x08 ubyte> <ndims>, then ndims big-endian
+// uint32 sizes, then the data. zlib's gzread reads plain files too, so both forms work.
+#include "io/idx_import.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+#include "core/error.h"
+#include "io/files.h"
+#include "io/h5.h"
+
+namespace tessera {
+
+namespace {
+
+struct GzClose {
+  void operator()(gzFile_s* f) const { gzclose(f); }
+};
+using Gz = std::unique_ptr<gzFile_s, GzClose>;
+
+class IdxReader {
+ public:
+  explicit IdxReader(const std::string& path) : path_(path), f_(gzopen(path.c_str(), "rb")) {
+    if (!f_) throw DataError("cannot open " + path + ": no such file");
+    unsigned char magic[4];
+    read_exact(magic, 4, "the 4-byte IDX magic");
+    if (magic[0] != 0 || magic[1] != 0 || magic[2] != 0x08 || magic[3] < 1 || magic[3] > 4) {
+      throw DataError(path + " byte 0: not an unsigned-byte IDX file (magic 00 00 08 0N expected)");
+    }
+    for (int i = 0; i < magic[3]; ++i) {
+      unsigned char b[4];
+      read_exact(b, 4, "a dimension size");
+      dims_.push_back((int64_t{b[0]} << 24) | (int64_t{b[1]} << 16) | (int64_t{b[2]} << 8) | b[3]);
+    }
+  }
+  const std::vector<int64_t>& dims() const { return dims_; }
+  void read_exact(unsigned char* out, int64_t n, const char* what) {
+    const int got = gzread(f_.get(), out, static_cast<unsigned>(n));
+    if (got != n) {
+      throw DataError(path_ + " byte " + std::to_string(offset_ + std::max(got, 0)) + ": file ends early while reading " +
+                      what + " (truncated or corrupt download?)");
+    }
+    offset_ += n;
+  }
+
+ private:
+  std::string path_;
+  Gz f_;
+  int64_t offset_ = 0;
+  std::vector<int64_t> dims_;
+};
+
+}  // namespace
+
+int64_t import_idx(const IdxImportOptions& opt) {
+  IdxReader images(opt.images), labels(opt.labels);
+  if (images.dims().size() < 2) throw DataError(opt.images + ": expected an image file (3 dimensions), found 1");
+  if (labels.dims().size() != 1) throw DataError(opt.labels + ": expected a label file (1 dimension)");
+  const int64_t rows = images.dims()[0];
+  int64_t features = 1;
+  for (size_t i = 1; i < images.dims().size(); ++i) features *= images.dims()[i];
+  if (labels.dims()[0] != rows) {
+    throw DataError(opt.images + " has " + std::to_string(rows) + " images but " + opt.labels + " has " +
+                    std::to_string(labels.dims()[0]) + " labels");
+  }
+  if (rows == 0 || features == 0) throw DataError(opt.images + ": no images");
+  atomic_write_with(opt.out, [&](const std::string& tmp) {
+    h5::Handle f = h5::create(tmp);
+    const hsize_t xd[2] = {static_cast<hsize_t>(rows), static_cast<hsize_t>(features)};
+    h5::Handle xs(H5Screate_simple(2, xd, nullptr)), ys(H5Screate_simple(1, xd, nullptr));
+    h5::Handle xp = h5::dataset_plist({rows, features}, opt.chunk_rows);
+    h5::Handle yp = h5::dataset_plist({rows}, opt.chunk_rows);
+    h5::Handle x(H5Dcreate2(f, "X", opt.raw ? H5T_STD_U8LE : H5T_IEEE_F32LE, xs, H5P_DEFAULT, xp, H5P_DEFAULT));
+    h5::Handle y(H5Dcreate2(f, "y", H5T_STD_U8LE, ys, H5P_DEFAULT, yp, H5P_DEFAULT));
+    if (!x.valid() || !y.valid()) throw Error("cannot create datasets in " + tmp);
+    const int64_t block = 4096;
+    std::vector<unsigned char> px(static_cast<size_t>(block * features)), lb(static_cast<size_t>(block));
+    std::vector<float> xf(opt.raw ? 0 : px.size());
+    for (int64_t b = 0; b < rows; b += block) {
+      const int64_t n = std::min(block, rows - b);
+      images.read_exact(px.data(), n * features, "image pixels");
+      labels.read_exact(lb.data(), n, "labels");
+      hsize_t start[2] = {static_cast<hsize_t>(b), 0}, count[2] = {static_cast<hsize_t>(n), static_cast<hsize_t>(features)};
+      h5::Handle fs(H5Dget_space(x));
+      H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, nullptr, count, nullptr);
+      h5::Handle ms(H5Screate_simple(2, count, nullptr));
+      herr_t rc;
+      if (opt.raw) {
+        rc = H5Dwrite(x, H5T_NATIVE_UCHAR, ms, fs, H5P_DEFAULT, px.data());
+      } else {
+        for (int64_t i = 0; i < n * features; ++i) xf[i] = static_cast<float>(px[i]) / 255.0f;
+        rc = H5Dwrite(x, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, xf.data());
+      }
+      h5::Handle lfs(H5Dget_space(y));
+      H5Sselect_hyperslab(lfs, H5S_SELECT_SET, start, nullptr, count, nullptr);
+      h5::Handle lms(H5Screate_simple(1, count, nullptr));
+      if (rc < 0 || H5Dwrite(y, H5T_NATIVE_UCHAR, lms, lfs, H5P_DEFAULT, lb.data()) < 0) {
+        throw Error("write to " + tmp + " failed (disk full?)");
+      }
+    }
+    h5::write_string_attr(f, "source", opt.images + " " + opt.labels);
+    h5::write_string_attr(f, "features_scale", opt.raw ? "raw uint8 0..255" : "pixel / 255");
+  });
+  return rows;
+}
+
+}  // namespace tessera

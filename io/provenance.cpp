@@ -1,0 +1,51 @@
+// provenance_json: fingerprints are computed by rank 0 only (one cheap pass per file).
+#include "io/provenance.h"
+
+#include <ctime>
+
+#include "core/build_info.h"
+#include "core/json.h"
+#include "io/files.h"
+
+namespace tessera {
+
+std::string config_hash(const std::string& resolved_toml) {
+  return "sha256:" + sha256_hex(resolved_toml.data(), resolved_toml.size());
+}
+
+namespace {
+
+std::string datasets_json(const Hdf5Dataset& d) {
+  std::string out = "[";
+  for (size_t i = 0; i < d.files().size(); ++i) {
+    const Hdf5FileInfo& f = d.files()[i];
+    JsonObject o;
+    o.add("path", f.path).add("bytes", f.bytes).add("rows", f.rows).add("features", d.features());
+    o.add("x_dtype", f.x_dtype).add("y_dtype", f.y_dtype).add("chunk_rows", f.x_chunk_rows);
+    o.add("fingerprint", fingerprint_file(f.path));
+    out += (i ? "," : "") + o.str();
+  }
+  return out + "]";
+}
+
+}  // namespace
+
+std::string provenance_json(const std::string& resolved_toml, const Hdf5Dataset& train,
+                            const Hdf5Dataset* validation, const RunFacts& facts) {
+  char when[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  JsonObject build;
+  build.add("version", kVersion).add("git_commit", kGitCommit).add("build_type", kBuildType).add("compiler", kCompiler);
+  JsonObject o;
+  o.add("tessera_version", kVersion).add_raw("build", build.str());
+  o.add("config_hash", config_hash(resolved_toml)).add("model", facts.model);
+  o.add_raw("train_data", datasets_json(train));
+  if (validation != nullptr) o.add_raw("validation_data", datasets_json(*validation));
+  o.add("world_size", facts.world_size).add("threads_per_rank", facts.threads_per_rank);
+  o.add("hosts", facts.hosts).add("start_time", when).add("command", facts.command_line);
+  o.add("fingerprint_method", "sha256 over file size + 16 evenly spaced 64 KiB windows (whole file if < 1 MiB)");
+  return o.str() + "\n";
+}
+
+}  // namespace tessera

@@ -1,0 +1,158 @@
+// Dense layer GEMMs: every product is cut into fixed 2-D output tiles, and each tile is one
+// single-threaded Eigen GEMM over the full reduction depth, run with fixed blocking on stack
+// buffers. Tiles depend only on the shapes, so any thread count gives the same bits, and
+// nothing touches the heap (Eigen's own product allocates its packing workspace; see gemm_tile).
+#include "kernels/dense.h"
+
+// GCC 12 at -O3 reports Eigen's AVX-512 transposes (built on _mm512_undefined_pd) as
+// -Wmaybe-uninitialized: a known false positive in the compiler's own intrinsics headers. The
+// warning is keyed to <immintrin.h>'s text, so Eigen must stay the first include to pull it in.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <Eigen/Core>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#include <algorithm>
+#include <cstddef>
+
+#include "kernels/parallel.h"
+
+namespace tessera::kernels {
+namespace {
+
+// Output tile of every GEMM: 128 rows x 256 columns. 128 rows halve the repacking of the
+// shared operand compared with 64 (+8-12% single-thread GFLOP/s at 784-1024-1024), and the
+// 256-column split still gives 4 tiles at n=128 so two threads have work.
+constexpr int64_t kTileRows = 128;
+constexpr int64_t kTileCols = 256;
+
+// Fixed Eigen blocking. Eigen derives its blocking from the cache sizes it detects at run time
+// (so its panels, and its summation order, vary by machine) and puts the packed panels on the
+// heap when they exceed EIGEN_STACK_ALLOCATION_LIMIT (128 KiB): a 64x784x1024 float product
+// mallocs twice per call. We pass a blocking with fixed panel sizes and stack buffers instead:
+// the depth panel kc is 1 KiB of scalars (256 floats, 128 doubles), the A panel spans a whole
+// tile's columns and the B panel a whole tile's rows, so a tile needs 384 KiB of stack at most
+// (oneTBB workers get 4 MiB stacks by default).
+template <class T>
+struct GemmBlocking {
+  static constexpr int64_t kDepth = 1024 / static_cast<int64_t>(sizeof(T));
+  static constexpr int64_t kPanelA = kDepth * kTileCols;  // kc x mc, mc = tile columns
+  static constexpr int64_t kPanelB = kDepth * kTileRows;  // kc x nc, nc = tile rows
+};
+
+// Eigen's blocking interface with caller-owned panels; Eigen uses them instead of allocating.
+template <class T>
+class FixedBlocking : public Eigen::internal::level3_blocking<T, T> {
+ public:
+  FixedBlocking(T* panel_a, T* panel_b) {
+    this->m_blockA = panel_a;
+    this->m_blockB = panel_b;
+    this->m_mc = kTileCols;  // the row-major product is run transposed: its m is our columns
+    this->m_nc = kTileRows;
+    this->m_kc = GemmBlocking<T>::kDepth;
+  }
+};
+
+// c (rows, cols) row-major, leading dim ldc, += a (rows, depth) · b (depth, cols).
+// a and b are in Eigen storage orders LhsOrder/RhsOrder with leading dims lda/ldb.
+// rows <= kTileRows and cols <= kTileCols. Single-threaded; no heap.
+template <class T, int LhsOrder, int RhsOrder>
+void gemm_tile(int64_t rows, int64_t cols, int64_t depth, const T* a, int64_t lda, const T* b,
+               int64_t ldb, T* c, int64_t ldc) {
+  alignas(64) T panel_a[GemmBlocking<T>::kPanelA];
+  alignas(64) T panel_b[GemmBlocking<T>::kPanelB];
+  FixedBlocking<T> blocking(panel_a, panel_b);
+  // The engine behind `Map<RowMajor> c.noalias() += a * b` (Eigen 3.4), called directly so
+  // that our blocking replaces the heap-allocated one. No GemmParallelInfo is passed, so Eigen
+  // takes its sequential path even under OpenMP: oneTBB owns the cores.
+  Eigen::internal::general_matrix_matrix_product<Eigen::Index, T, LhsOrder, false, T, RhsOrder,
+                                                 false, Eigen::RowMajor, 1>::run(
+      rows, cols, depth, a, lda, b, ldb, c, 1, ldc, T(1), blocking);
+}
+
+// Calls tile(r0, r1, c0, c1) for each fixed tile of an (m, n) output, possibly in parallel.
+template <class Tile>
+void for_tiles(int64_t m, int64_t n, const Tile& tile) {
+  if (m <= 0 || n <= 0) return;
+  const int64_t tiles_n = (n + kTileCols - 1) / kTileCols;
+  const int64_t tiles = ((m + kTileRows - 1) / kTileRows) * tiles_n;
+  for_chunks(tiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t r0 = (t / tiles_n) * kTileRows;
+      const int64_t c0 = (t % tiles_n) * kTileCols;
+      tile(r0, std::min(m, r0 + kTileRows), c0, std::min(n, c0 + kTileCols));
+    }
+  });
+}
+
+// Zeroes rows [r0, r1) x columns [c0, c1) of a row-major matrix with leading dim ld.
+template <class T>
+void zero_tile(T* c, int64_t ld, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  for (int64_t r = r0; r < r1; ++r) std::fill(c + r * ld + c0, c + r * ld + c1, T(0));
+}
+
+}  // namespace
+
+// x (n, in), w (out, in), b (out) or nullptr -> y (n, out) = x·wᵀ + b
+template <class T>
+void dense_forward(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t in,
+                   int64_t out) {
+  for_tiles(n, out, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    zero_tile(y, out, r0, r1, c0, c1);
+    // wᵀ (in, out) is w read column-major.
+    gemm_tile<T, Eigen::RowMajor, Eigen::ColMajor>(r1 - r0, c1 - c0, in, x + r0 * in, in,
+                                                   w + c0 * in, in, y + r0 * out + c0, out);
+    if (b == nullptr) return;
+    // The bias goes in while the tile is still in cache.
+    for (int64_t r = r0; r < r1; ++r) {
+      T* row = y + r * out;
+      for (int64_t o = c0; o < c1; ++o) row[o] += b[o];
+    }
+  });
+}
+
+// dy (n, out), x (n, in), w (out, in) -> dw (out, in), db (out), dx (n, in); all overwritten.
+template <class T>
+void dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n,
+                    int64_t in, int64_t out) {
+  // dw (out, in) = dyᵀ·x: tiles of dw, each reducing over all n rows in one product.
+  for_tiles(out, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    zero_tile(dw, in, r0, r1, c0, c1);
+    // dyᵀ rows [r0, r1) are dy's columns, i.e. dy read column-major from dy + r0.
+    gemm_tile<T, Eigen::ColMajor, Eigen::RowMajor>(r1 - r0, c1 - c0, n, dy + r0, out, x + c0, in,
+                                                   dw + r0 * in + c0, in);
+  });
+  if (db != nullptr) {
+    // db (out) = Σ_rows dy: column tiles, rows added in order (fixed per column).
+    for_chunks(out, kTileCols, [&](int64_t c0, int64_t c1) {
+      std::fill(db + c0, db + c1, T(0));
+      for (int64_t r = 0; r < n; ++r) {
+        const T* row = dy + r * out;
+        for (int64_t o = c0; o < c1; ++o) db[o] += row[o];
+      }
+    });
+  }
+  if (dx != nullptr) {
+    // dx (n, in) = dy·w.
+    for_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+      zero_tile(dx, in, r0, r1, c0, c1);
+      gemm_tile<T, Eigen::RowMajor, Eigen::RowMajor>(r1 - r0, c1 - c0, out, dy + r0 * out, out,
+                                                     w + c0, in, dx + r0 * in + c0, in);
+    });
+  }
+}
+
+template void dense_forward<float>(const float*, const float*, const float*, float*, int64_t,
+                                   int64_t, int64_t);
+template void dense_forward<double>(const double*, const double*, const double*, double*,
+                                    int64_t, int64_t, int64_t);
+template void dense_backward<float>(const float*, const float*, const float*, float*, float*,
+                                    float*, int64_t, int64_t, int64_t);
+template void dense_backward<double>(const double*, const double*, const double*, double*,
+                                     double*, double*, int64_t, int64_t, int64_t);
+
+}  // namespace tessera::kernels

@@ -1,0 +1,32 @@
+// Optimizer updates on flat float32 buffers, written to match torch.optim's update rules
+// (PyTorch 1.13 docs): formulas next to each function and in tests/kernels/optim_test.cpp.
+#pragma once
+
+#include <cstdint>
+
+namespace tessera::kernels {
+
+// torch.optim.SGD (dampening 0, nesterov false):
+//   g = grad + wd·p;  buf = first_step ? g : momentum·buf + g;  p -= lr·buf   (buf unused if momentum 0)
+// p, g, buf (n)
+void sgd_step(float* p, const float* g, float* buf, int64_t n, float lr, float momentum, float wd,
+              bool first_step);
+
+// torch.optim.Adam (decoupled = false) and torch.optim.AdamW (decoupled = true), amsgrad false.
+//   Adam:  g = grad + wd·p           AdamW: p = p·(1 - lr·wd), g = grad
+//   m = β1·m + (1-β1)·g;  v = β2·v + (1-β2)·g²
+//   p -= (lr / (1-β1^t)) · m / (sqrt(v) / sqrt(1-β2^t) + eps)       t = step, starting at 1
+// p, g, m, v (n)
+void adam_step(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
+               float beta2, float eps, float wd, int64_t t, bool decoupled);
+
+// x (n) *= s
+void scale(float* x, int64_t n, float s);
+
+// Σ x² in double, fixed chunks (global gradient norm for clipping).
+double sum_squares(const float* x, int64_t n);
+
+// Any NaN or infinity in x (n)?
+bool has_non_finite(const float* x, int64_t n);
+
+}  // namespace tessera::kernels
