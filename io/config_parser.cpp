@@ -240,7 +240,7 @@ void apply_override(toml::table& root, const std::string& kv) {
   const std::string key = kv.substr(0, eq);
   const size_t dot = key.find('.');
   if (!schema().count(key) || dot == std::string::npos) {
-    throw ConfigError("--set '" + kv + "': unknown config key '" + key + "'");
+    throw ConfigError("config key '" + key + "': unknown key (from --set " + kv + ")");
   }
   toml::table value = parse_override_value(kv.substr(eq + 1));
   const std::string section = key.substr(0, dot), name = key.substr(dot + 1);

@@ -88,7 +88,7 @@ void synth_dataset(const SynthOptions& opt, Communicator& comm) {
       for (int64_t b = begin; b < end; b += block) {
         const int64_t n = std::min(block, end - b);
         for (int64_t i = 0; i < n; ++i) {
-          Rng rng(opt.seed, hash3(0x5a7d, static_cast<uint64_t>(b + i), 0));
+          Rng rng(opt.seed, hash3(0x5a7d, static_cast<uint64_t>(opt.first_row + b + i), 0));
           float* xi = xb.data() + i * opt.features;
           for (int64_t j = 0; j < opt.features; ++j) xi[j] = static_cast<float>(rng.normal());
           teacher.logits(xi, logit.data());

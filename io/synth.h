@@ -16,7 +16,9 @@ struct SynthOptions {
   int64_t rows = 0, features = 0;
   int64_t classes = 2;           // classification: K classes; binary: 2
   Task task = Task::kClassification;
-  uint64_t seed = 1;
+  uint64_t seed = 1;              // picks the teacher and the row stream
+  int64_t first_row = 0;          // file row i is row first_row + i of the seed's stream, so
+                                  // disjoint train/validation files share one teacher
   int64_t chunk_rows = 0;        // 0 = about 1 MiB of features per chunk
 };
 

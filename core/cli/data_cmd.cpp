@@ -16,10 +16,13 @@ constexpr const char* kDataUsage =
     "usage: tessera data <synth|import|inspect> ... (each takes --help)";
 constexpr const char* kSynthUsage =
     "usage: tessera data synth --out FILE --rows N --features D [--classes K | --task binary|regression]\n"
-    "                          [--seed S] [--chunk-rows R]\n"
+    "                          [--seed S] [--first-row F] [--chunk-rows R]\n"
     "  Writes X (N x D float32, N(0,1)) and y from a hidden random teacher network: class labels\n"
     "  0..K-1 (default K = 2), 0/1 (binary) or a float target (regression). Under mpirun each\n"
-    "  rank generates its own rows; the file does not depend on the number of ranks.";
+    "  rank generates its own rows; the file does not depend on the number of ranks.\n"
+    "  --seed picks the teacher and an endless stream of rows; the file holds rows\n"
+    "  F..F+N-1 of it, so e.g. --first-row 50000 makes a validation set disjoint from\n"
+    "  a 50000-row training set of the same seed.";
 constexpr const char* kImportUsage =
     "usage: tessera data import --from idx IMAGES LABELS --out FILE [--raw]\n"
     "  Converts MNIST-style IDX files (.gz or plain) into X (rows x pixels, float32 pixel/255;\n"
@@ -30,7 +33,7 @@ constexpr const char* kInspectUsage =
     "  layouts that read slowly. Model files also get a checksum verdict.";
 
 int synth(const std::vector<std::string>& argv, Communicator& comm) {
-  const Args args(argv, {"--out", "--rows", "--features", "--classes", "--task", "--seed", "--chunk-rows"}, {}, kSynthUsage);
+  const Args args(argv, {"--out", "--rows", "--features", "--classes", "--task", "--seed", "--first-row", "--chunk-rows"}, {}, kSynthUsage);
   if (args.help()) {
     say(comm, kSynthUsage);
     return 0;
@@ -42,6 +45,8 @@ int synth(const std::vector<std::string>& argv, Communicator& comm) {
   o.classes = args.get_int("--classes", 2);
   o.seed = static_cast<uint64_t>(args.get_int("--seed", 1));
   o.chunk_rows = args.get_int("--chunk-rows", 0);
+  o.first_row = args.get_int("--first-row", 0);
+  if (o.first_row < 0) throw ConfigError("--first-row must be 0 or more");
   const std::string task = args.get("--task", "classification");
   if (task == "classification") {
     o.task = Task::kClassification;
