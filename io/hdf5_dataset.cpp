@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "core/data_order.h"
 #include "core/error.h"
 #include "io/h5.h"
 
@@ -16,14 +17,25 @@ struct Hdf5Dataset::Open {
 
 namespace {
 
-// Chunk cache per dataset: large enough for a shuffle window of typical chunks, so compressed
-// chunks are not decompressed once per row.
-constexpr size_t kChunkCacheBytes = size_t{32} << 20;
+// Chunk cache per dataset: holds a whole shuffle window (DataOrder::kWindowChunks chunks, plus
+// one for a window boundary), so each chunk is read from disk once per epoch rather than once
+// per step that touches it (a window's rows are spread over all its steps).
+size_t chunk_cache_bytes(hid_t file, const std::string& name) {
+  h5::Handle d(H5Dopen2(file, name.c_str(), H5P_DEFAULT));
+  h5::Handle dcpl(H5Dget_create_plist(d));
+  if (!d.valid() || H5Pget_layout(dcpl) != H5D_CHUNKED) return size_t{1} << 20;
+  hsize_t chunk[8] = {};
+  const int rank = H5Pget_chunk(dcpl, 8, chunk);
+  h5::Handle type(H5Dget_type(d));
+  size_t bytes = H5Tget_size(type);
+  for (int i = 0; i < rank; ++i) bytes *= chunk[i];
+  return std::min<size_t>((DataOrder::kWindowChunks + 1) * bytes, size_t{1} << 30);
+}
 
 h5::Handle open_with_cache(hid_t file, const std::string& path, const std::string& name) {
   if (!h5::exists(file, name)) return h5::open_dataset(file, path, name);  // throws the named error
   h5::Handle dapl(H5Pcreate(H5P_DATASET_ACCESS));
-  H5Pset_chunk_cache(dapl, 12421, kChunkCacheBytes, 1.0);
+  H5Pset_chunk_cache(dapl, 12421, chunk_cache_bytes(file, name), 1.0);
   h5::Handle d(H5Dopen2(file, name.c_str(), dapl));
   if (!d.valid()) throw DataError(path + ": cannot open dataset '" + name + "'");
   return d;
