@@ -1,0 +1,117 @@
+#!/usr/bin/python3
+"""Samples/s of tessera against PyTorch on the reference MLP (784-1024-1024-10, batch 256,
+SGD with momentum), at the same core count.
+
+usage: compare_pytorch.py [--tessera build/tessera] [--steps 120] [--cores 1 2] [--repeats 3]
+
+PyTorch runs in the strongest setup measured in ../shared/LIMITS.md: AVX-512 OpenBLAS
+(OPENBLAS_CORETYPE unset), no per-step fresh pages (GLIBC_TUNABLES mmap/trim thresholds) and,
+for two threads, OMP_WAIT_POLICY=PASSIVE. Its data is a tensor in memory; tessera reads every
+batch from the HDF5 file. Each figure is the median over --repeats runs of the median
+steady-state samples/s (first 20 steps excluded). Needs python3-torch and python3-h5py.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+TORCH_CHILD = r"""
+import sys, time, json
+import h5py, numpy as np, torch
+threads, steps, batch, path = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+torch.set_num_threads(threads)
+torch.manual_seed(1)
+with h5py.File(path, "r") as f:
+    x = torch.from_numpy(f["X"][()])
+    y = torch.from_numpy(f["y"][()].astype(np.int64))
+model = torch.nn.Sequential(torch.nn.Linear(784, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 1024),
+                            torch.nn.ReLU(), torch.nn.Linear(1024, 10))
+opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+loss_fn = torch.nn.CrossEntropyLoss()
+per_epoch = x.shape[0] // batch
+times = []
+for s in range(steps):
+    i = s % per_epoch
+    t0 = time.perf_counter()
+    xb, yb = x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]
+    opt.zero_grad(set_to_none=True)
+    loss = loss_fn(model(xb), yb)
+    loss.backward()
+    opt.step()
+    times.append(time.perf_counter() - t0)
+steady = times[20:]
+# Median over windows of 10 steps, like tessera's log_every = 10 intervals.
+windows = [batch * 10 / sum(steady[k:k + 10]) for k in range(0, len(steady) - 9, 10)]
+print(json.dumps({"samples_per_s": statistics.median(windows), "loss": float(loss)}))
+"""
+
+
+def torch_env(threads):
+    env = dict(os.environ)
+    env.pop("OPENBLAS_CORETYPE", None)
+    env["GLIBC_TUNABLES"] = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296"
+    if threads > 1:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    return env
+
+
+def run_torch(threads, steps, batch, data):
+    out = subprocess.run([sys.executable, "-c", TORCH_CHILD, str(threads), str(steps), str(batch), data],
+                         env=torch_env(threads), check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["samples_per_s"]
+
+
+def run_tessera(tessera, ranks, threads, steps, batch, config, workdir):
+    run = os.path.join(workdir, f"run-{ranks}x{threads}")
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    cmd = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(ranks), tessera, "train", config, "--quiet",
+           "--set", f"train.threads={threads}", "--set", f"train.max_steps={steps}",
+           "--set", f"train.batch_size={batch}", "--set", f"checkpoint.dir={run}"]
+    subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    lines = [json.loads(l) for l in open(os.path.join(run, "metrics.jsonl"))]
+    rates = [o["samples_per_s"] for o in lines if o["event"] == "train" and o["step"] > 20]
+    return statistics.median(rates)
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tessera", default=os.path.join(here, "..", "build", "tessera"))
+    ap.add_argument("--steps", type=int, default=120)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--cores", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as work:
+        data = os.path.join(work, "mlp.h5")
+        rows = a.batch * 40
+        env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+        subprocess.run([a.tessera, "data", "synth", "--out", data, "--rows", str(rows), "--features", "784",
+                        "--classes", "10", "--seed", "3"], check=True, env=env, capture_output=True)
+        config = os.path.join(work, "mlp.toml")
+        with open(config, "w") as f:
+            f.write('[data]\ntrain = "mlp.h5"\n[model]\nkind = "mlp"\nhidden = [1024, 1024]\n'
+                    '[optimizer]\nkind = "sgd"\nlr = 0.01\nmomentum = 0.9\n'
+                    f'[train]\nbatch_size = {a.batch}\nepochs = 1000\nlog_every = 10\n')
+        print(f"reference MLP 784-1024-1024-10, batch {a.batch}, SGD momentum; median of {a.repeats} runs "
+              f"of {a.steps} steps\n")
+        print(f"{'cores':>5}  {'tessera layout':>15}  {'tessera':>10}  {'pytorch':>10}  {'ratio':>6}")
+        for cores in a.cores:
+            layouts = [(1, 1)] if cores == 1 else [(1, cores), (cores, 1)]
+            best, best_layout = 0.0, None
+            for ranks, threads in layouts:
+                r = statistics.median(run_tessera(a.tessera, ranks, threads, a.steps, a.batch, config, work)
+                                      for _ in range(a.repeats))
+                print(f"{cores:>5}  {f'{ranks} rank x {threads} thr':>15}  {r:>10,.0f}")
+                if r > best:
+                    best, best_layout = r, (ranks, threads)
+            t = statistics.median(run_torch(cores, a.steps, a.batch, data) for _ in range(a.repeats))
+            print(f"{cores:>5}  {f'best {best_layout[0]}x{best_layout[1]}':>15}  {best:>10,.0f}  {t:>10,.0f}  "
+                  f"{best / t:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()
