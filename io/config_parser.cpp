@@ -283,6 +283,11 @@ ParsedConfig parse_config_text(const std::string& text, const std::string& base_
       it->second(node, out.config, key, base_dir);
     }
   }
+  // The default run directory ("runs/example") is relative too: resolve it like a file value, so
+  // the resolved config holds only absolute paths and re-running it targets the same directory.
+  if (!fs::path(out.config.checkpoint.dir).is_absolute()) {
+    out.config.checkpoint.dir = (fs::path(base_dir) / out.config.checkpoint.dir).lexically_normal().string();
+  }
   const TrainConfig& c = out.config;
   if (c.data.train.empty()) throw ConfigError("config key 'data.train': required (the training files)");
   if (c.model.kind == "mlp" && c.model.hidden.empty()) {

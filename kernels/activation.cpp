@@ -97,7 +97,7 @@ template void activation_forward<float>(Activation, const float*, float*, int64_
 template void activation_forward<double>(Activation, const double*, double*, int64_t);
 template void activation_backward<float>(Activation, const float*, const float*, const float*,
                                          float*, int64_t);
-template void activation_backward<double>(Activation, const double*, const double*,
-                                          const double*, double*, int64_t);
+template void activation_backward<double>(Activation, const double*, const double*, const double*,
+                                          double*, int64_t);
 
 }  // namespace tessera::kernels

@@ -1,7 +1,7 @@
 // Dense layer GEMMs: every product is cut into fixed 2-D output tiles, and each tile is one
 // single-threaded Eigen GEMM over the full reduction depth, run with fixed blocking on stack
 // buffers. Tiles depend only on the shapes, so any thread count gives the same bits, and
-// nothing touches the heap (Eigen's own product allocates its packing workspace; see gemm_tile).
+// nothing touches the heap (Eigen's own product mallocs its packing panels; see GemmBlocking).
 #include "kernels/dense.h"
 
 // GCC 12 at -O3 reports Eigen's AVX-512 transposes (built on _mm512_undefined_pd) as
@@ -17,9 +17,12 @@
 #endif
 
 #include <algorithm>
-#include <cstddef>
 
 #include "kernels/parallel.h"
+
+// gemm_tile calls Eigen's internal GEMM entry point, whose signature is 3.4's.
+static_assert(EIGEN_VERSION_AT_LEAST(3, 4, 0) && !EIGEN_VERSION_AT_LEAST(3, 4, 90),
+              "kernels/dense.cpp drives Eigen 3.4's internal GEMM; re-check gemm_tile");
 
 namespace tessera::kernels {
 namespace {
@@ -70,8 +73,10 @@ void gemm_tile(int64_t rows, int64_t cols, int64_t depth, const T* a, int64_t ld
   // that our blocking replaces the heap-allocated one. No GemmParallelInfo is passed, so Eigen
   // takes its sequential path even under OpenMP: oneTBB owns the cores.
   Eigen::internal::general_matrix_matrix_product<Eigen::Index, T, LhsOrder, false, T, RhsOrder,
-                                                 false, Eigen::RowMajor, 1>::run(
-      rows, cols, depth, a, lda, b, ldb, c, 1, ldc, T(1), blocking);
+                                                 false, Eigen::RowMajor, 1>::run(rows, cols, depth,
+                                                                                 a, lda, b, ldb, c,
+                                                                                 1, ldc, T(1),
+                                                                                 blocking);
 }
 
 // Calls tile(r0, r1, c0, c1) for each fixed tile of an (m, n) output, possibly in parallel.
@@ -99,8 +104,7 @@ void zero_tile(T* c, int64_t ld, int64_t r0, int64_t r1, int64_t c0, int64_t c1)
 
 // x (n, in), w (out, in), b (out) or nullptr -> y (n, out) = x·wᵀ + b
 template <class T>
-void dense_forward(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t in,
-                   int64_t out) {
+void dense_forward(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t in, int64_t out) {
   for_tiles(n, out, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     zero_tile(y, out, r0, r1, c0, c1);
     // wᵀ (in, out) is w read column-major.
@@ -117,8 +121,8 @@ void dense_forward(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t 
 
 // dy (n, out), x (n, in), w (out, in) -> dw (out, in), db (out), dx (n, in); all overwritten.
 template <class T>
-void dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n,
-                    int64_t in, int64_t out) {
+void dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n, int64_t in,
+                    int64_t out) {
   // dw (out, in) = dyᵀ·x: tiles of dw, each reducing over all n rows in one product.
   for_tiles(out, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     zero_tile(dw, in, r0, r1, c0, c1);
@@ -148,11 +152,11 @@ void dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, in
 
 template void dense_forward<float>(const float*, const float*, const float*, float*, int64_t,
                                    int64_t, int64_t);
-template void dense_forward<double>(const double*, const double*, const double*, double*,
-                                    int64_t, int64_t, int64_t);
+template void dense_forward<double>(const double*, const double*, const double*, double*, int64_t,
+                                    int64_t, int64_t);
 template void dense_backward<float>(const float*, const float*, const float*, float*, float*,
                                     float*, int64_t, int64_t, int64_t);
-template void dense_backward<double>(const double*, const double*, const double*, double*,
-                                     double*, double*, int64_t, int64_t, int64_t);
+template void dense_backward<double>(const double*, const double*, const double*, double*, double*,
+                                     double*, int64_t, int64_t, int64_t);
 
 }  // namespace tessera::kernels

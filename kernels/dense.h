@@ -1,6 +1,8 @@
 // Dense (fully connected) layer kernels in nn.Linear's row-major layout.
 // The three GEMMs are tiled with a fixed tiling (independent of thread count) and each tile is
 // one single-threaded Eigen product, so the bits do not depend on how many threads run.
+// The kernels never allocate: Eigen's packing panels live on the stack (up to 384 KiB per
+// running tile, within oneTBB's default 4 MiB worker stacks). Outputs must not alias inputs.
 #pragma once
 
 #include <cstdint>

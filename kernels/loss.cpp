@@ -127,8 +127,8 @@ LossResult mse(const T* pred, const T* target, T* dpred, int64_t n, int64_t t, d
 
 template LossResult softmax_xent<float>(const float*, const int32_t*, float*, int64_t, int64_t,
                                         double);
-template LossResult softmax_xent<double>(const double*, const int32_t*, double*, int64_t,
-                                         int64_t, double);
+template LossResult softmax_xent<double>(const double*, const int32_t*, double*, int64_t, int64_t,
+                                         double);
 template LossResult logistic<float>(const float*, const int32_t*, float*, int64_t, double);
 template LossResult logistic<double>(const double*, const int32_t*, double*, int64_t, double);
 template LossResult mse<float>(const float*, const float*, float*, int64_t, int64_t, double);

@@ -1,6 +1,7 @@
 // Losses with their gradients in one pass. Every loss returns the SUM over its rows (in double,
 // reduced in fixed chunks) and writes the gradient of (sum * scale), so a rank holding part of
 // a global batch of B rows passes scale = 1/B and the allreduced gradient is the global mean.
+// A label outside its range throws std::out_of_range naming the row (labels index memory).
 #pragma once
 
 #include <cstdint>

@@ -3,11 +3,22 @@
 // corrections, decay factor) are computed once in double and cast, as PyTorch's Python does.
 #include "kernels/optim.h"
 
+// GCC 12 -O3 flags the AVX-512 intrinsics' _mm512_undefined_ps() as -Wmaybe-uninitialized (a
+// known false positive in its own header; see dense.cpp). The warning is keyed to the header's
+// text, so this must stay the first include that pulls in <immintrin.h>.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-
-#include <Eigen/Core>
 
 #include "kernels/parallel.h"
 
@@ -25,58 +36,108 @@ void for_range(int64_t n, const Body& body) {
 
 }  // namespace
 
+// Every element must get the same operations whichever code path (vector body, peeled head,
+// scalar tail) handles it, or the bits would depend on buffer alignment and on where a ZeRO
+// shard starts. So the updates are plain loops that GCC vectorizes as a whole (the scalar
+// remainder is the same statement, contracted into FMAs the same way), with the mode flags
+// resolved outside the loops. Eigen array expressions were tried and rejected: under Eigen's
+// default EIGEN_FAST_MATH its packet sqrt is an rsqrt14 + Newton approximation while its
+// alignment-peeled scalar head is exact, so Adam's bits moved with the buffer's alignment.
+
 // torch.optim.SGD, dampening 0, no nesterov (see optim.h for the formula).
 void sgd_step(float* p, const float* g, float* buf, int64_t n, float lr, float momentum, float wd,
               bool first_step) {
   // PyTorch skips the decay term when wd == 0 (so 0·inf never injects a NaN); so do we.
-  const bool decay = wd != 0.0f;
   const bool use_buf = momentum != 0.0f;
   for_range(n, [=](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      float d = decay ? g[i] + wd * p[i] : g[i];
-      if (use_buf) {
-        d = first_step ? d : momentum * buf[i] + d;
-        buf[i] = d;
+    if (!use_buf) {
+      if (wd != 0.0f) {
+        for (int64_t i = begin; i < end; ++i) p[i] -= lr * (g[i] + wd * p[i]);
+      } else {
+        for (int64_t i = begin; i < end; ++i) p[i] -= lr * g[i];
       }
-      p[i] -= lr * d;
+      return;
+    }
+    if (first_step) {
+      for (int64_t i = begin; i < end; ++i) {
+        const float d = wd != 0.0f ? g[i] + wd * p[i] : g[i];
+        buf[i] = d;
+        p[i] -= lr * d;
+      }
+    } else {
+      for (int64_t i = begin; i < end; ++i) {
+        const float d = wd != 0.0f ? g[i] + wd * p[i] : g[i];
+        const float b = momentum * buf[i] + d;
+        buf[i] = b;
+        p[i] -= lr * b;
+      }
     }
   });
 }
 
+namespace {
+
+// Adam works through a chunk in blocks whose sqrt(v) sits in a stack buffer between passes.
+constexpr int64_t kAdamBlock = 512;
+
+// out = sqrt(x) for len values. GCC will not vectorize std::sqrt without -fno-math-errno (it
+// guards each call for errno), and Eigen's packet sqrt is an approximation under its default
+// EIGEN_FAST_MATH, so the vector part uses the ISA's sqrt. Every form here is the correctly
+// rounded IEEE sqrt, so vector and scalar elements agree bit for bit.
+void sqrt_block(const float* x, float* out, int64_t len) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= len; i += 16) _mm512_storeu_ps(out + i, _mm512_sqrt_ps(_mm512_loadu_ps(x + i)));
+#elif defined(__AVX__)
+  for (; i + 8 <= len; i += 8) _mm256_storeu_ps(out + i, _mm256_sqrt_ps(_mm256_loadu_ps(x + i)));
+#elif defined(__SSE2__)
+  for (; i + 4 <= len; i += 4) _mm_storeu_ps(out + i, _mm_sqrt_ps(_mm_loadu_ps(x + i)));
+#endif
+  for (; i < len; ++i) out[i] = std::sqrt(x[i]);
+}
+
+// Adam on [begin, end) in three passes per block (moments, sqrt, parameters), each a loop
+// that vectorizes. Operand order follows PyTorch's CPU kernels: m = β1·m + (1-β1)·g;
+// addcmul v = β2·v + ((1-β2)·g)·g; addcdiv p = p + (-step_size·m) / (sqrt(v)/bc2_sqrt + eps).
+void adam_chunk(float* p, const float* g, float* m, float* v, int64_t begin, int64_t end,
+                float step_size, float bc2_sqrt, float eps, float beta1, float beta2, float wd,
+                float keep, bool decoupled) {
+  const float one_minus_b1 = 1.0f - beta1;
+  const float one_minus_b2 = 1.0f - beta2;
+  alignas(64) float root[kAdamBlock];
+  for (int64_t b0 = begin; b0 < end; b0 += kAdamBlock) {
+    const int64_t b1 = std::min(end, b0 + kAdamBlock);
+    for (int64_t i = b0; i < b1; ++i) {
+      // Adam's coupled decay uses p before the update; AdamW's decay touches p only below.
+      const float gi = decoupled ? g[i] : g[i] + wd * p[i];
+      m[i] = beta1 * m[i] + one_minus_b1 * gi;
+      v[i] = beta2 * v[i] + (one_minus_b2 * gi) * gi;
+    }
+    sqrt_block(v + b0, root, b1 - b0);
+    for (int64_t i = b0; i < b1; ++i) {
+      const float pi = decoupled ? p[i] * keep : p[i];
+      p[i] = pi - (step_size * m[i]) / (root[i - b0] / bc2_sqrt + eps);
+    }
+  }
+}
+
+}  // namespace
+
 // torch.optim.Adam (decoupled false) / AdamW (decoupled true), amsgrad false; see optim.h.
 void adam_step(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
                float beta2, float eps, float wd, int64_t t, bool decoupled) {
-  // PyTorch 1.13 _single_tensor_adam, step scalars in double:
-  //   step_size = lr / (1 - β1^t);  bc2_sqrt = sqrt(1 - β2^t)
-  //   denom = sqrt(v) / bc2_sqrt + eps;  p += -step_size · m / denom
-  // AdamW first does p *= 1 - lr·wd (scalar in double, applied in float).
+  // PyTorch 1.13 _single_tensor_adam computes the step scalars in Python doubles:
+  //   step_size = lr / (1 - β1^t);  bc2_sqrt = sqrt(1 - β2^t);  AdamW: keep = 1 - lr·wd
+  // and the tensor ops cast them to float. β's arrive here as float, so β^t is of the float
+  // value (a relative difference near 1e-8 from PyTorch's double β).
   const double t_d = static_cast<double>(t);
   const float step_size = static_cast<float>(lr / (1.0 - std::pow(double(beta1), t_d)));
   const float bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(double(beta2), t_d)));
   const float keep = static_cast<float>(1.0 - double(lr) * double(wd));
-  const bool coupled_decay = !decoupled && wd != 0.0f;
-  const bool decoupled_decay = decoupled && wd != 0.0f;
-  const float one_minus_b1 = 1.0f - beta1;
-  const float one_minus_b2 = 1.0f - beta2;
-  // Eigen array expressions rather than a plain loop: GCC will not vectorize std::sqrt without
-  // -fno-math-errno, and a scalar loop ran at half of SGD's bandwidth. Each statement is one
-  // pass over a chunk that stays in L2. Operand order follows PyTorch's CPU kernels
-  // (addcmul: v + (c·g)·g; addcdiv: p + (-step_size·m) / denom) so roundings line up.
+  // With wd == 0 both decay forms are exact no-ops for finite p (p·1, g + 0·p), matching
+  // PyTorch, which skips them.
   for_range(n, [=](int64_t begin, int64_t end) {
-    using Array = Eigen::Map<Eigen::ArrayXf>;
-    using ConstArray = Eigen::Map<const Eigen::ArrayXf>;
-    const Eigen::Index len = end - begin;
-    Array pa(p + begin, len), ma(m + begin, len), va(v + begin, len);
-    const ConstArray ga(g + begin, len);
-    if (decoupled_decay) pa *= keep;
-    if (coupled_decay) {
-      ma = beta1 * ma + one_minus_b1 * (ga + wd * pa);
-      va = beta2 * va + (one_minus_b2 * (ga + wd * pa)) * (ga + wd * pa);
-    } else {
-      ma = beta1 * ma + one_minus_b1 * ga;
-      va = beta2 * va + (one_minus_b2 * ga) * ga;
-    }
-    pa -= (step_size * ma) / (va.sqrt() / bc2_sqrt + eps);
+    adam_chunk(p, g, m, v, begin, end, step_size, bc2_sqrt, eps, beta1, beta2, wd, keep, decoupled);
   });
 }
 

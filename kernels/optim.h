@@ -8,7 +8,7 @@ namespace tessera::kernels {
 
 // torch.optim.SGD (dampening 0, nesterov false):
 //   g = grad + wd·p;  buf = first_step ? g : momentum·buf + g;  p -= lr·buf   (buf unused if momentum 0)
-// p, g, buf (n)
+// p, g, buf (n); buf may be nullptr when momentum == 0.
 void sgd_step(float* p, const float* g, float* buf, int64_t n, float lr, float momentum, float wd,
               bool first_step);
 

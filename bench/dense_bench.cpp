@@ -1,0 +1,247 @@
+// Throughput of the dense GEMM kernels at the reference MLP's shapes (784-1024-1024-10, batch
+// 128 and 256) and of the flat optimizer steps, for 1 and 2 oneTBB threads. Every shape is
+// validated once against a naive double reference before timing; a wrong kernel aborts.
+#include <benchmark/benchmark.h>
+#include <tbb/global_control.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "kernels/dense.h"
+#include "kernels/optim.h"
+
+namespace {
+
+using namespace tessera::kernels;
+
+// AVX-512 FMA peak of one core of the reference machine, in FLOP/s.
+constexpr double kPeakPerThread = 220e9;
+
+std::vector<float> random_floats(int64_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+[[noreturn]] void fail(const std::string& what) {
+  std::fprintf(stderr, "dense_bench: validation failed: %s\n", what.c_str());
+  std::abort();
+}
+
+// got[i] within 1e-5·Σ|terms| of the double reference (a float rounding bound); aborts if not.
+void check(const char* what, const std::vector<float>& got, const std::vector<double>& want,
+           const std::vector<double>& mag) {
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (std::fabs(double(got[i]) - want[i]) > 1e-5 * mag[i] + 1e-30) {
+      fail(std::string(what) + "[" + std::to_string(i) + "] = " + std::to_string(got[i]) +
+           ", reference " + std::to_string(want[i]));
+    }
+  }
+}
+
+// One layer's operands: x (n, in), w (out, in), b (out), dy (n, out) and the outputs.
+struct Layer {
+  int64_t n, in, out;
+  std::vector<float> x, w, b, dy, y, dw, db, dx;
+  Layer(int64_t n_, int64_t in_, int64_t out_)
+      : n(n_),
+        in(in_),
+        out(out_),
+        x(random_floats(n * in, 1)),
+        w(random_floats(out * in, 2)),
+        b(random_floats(out, 3)),
+        dy(random_floats(n * out, 4)),
+        y(n * out),
+        dw(out * in),
+        db(out),
+        dx(n * in) {}
+
+  // Runs forward + backward once and compares every output with naive double loops.
+  void validate() {
+    dense_forward(x.data(), w.data(), b.data(), y.data(), n, in, out);
+    dense_backward(dy.data(), x.data(), w.data(), dw.data(), db.data(), dx.data(), n, in, out);
+    std::vector<double> want(n * out), mag(n * out);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t o = 0; o < out; ++o) {
+        double acc = b[o], m = std::fabs(b[o]);
+        for (int64_t k = 0; k < in; ++k) {
+          acc += double(x[i * in + k]) * w[o * in + k];
+          m += std::fabs(double(x[i * in + k]) * w[o * in + k]);
+        }
+        want[i * out + o] = acc;
+        mag[i * out + o] = m;
+      }
+    check("y", y, want, mag);
+    want.assign(out * in, 0.0);
+    mag.assign(out * in, 0.0);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t o = 0; o < out; ++o)
+        for (int64_t k = 0; k < in; ++k) {
+          want[o * in + k] += double(dy[i * out + o]) * x[i * in + k];
+          mag[o * in + k] += std::fabs(double(dy[i * out + o]) * x[i * in + k]);
+        }
+    check("dw", dw, want, mag);
+    want.assign(n * in, 0.0);
+    mag.assign(n * in, 0.0);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t o = 0; o < out; ++o)
+        for (int64_t k = 0; k < in; ++k) {
+          want[i * in + k] += double(dy[i * out + o]) * w[o * in + k];
+          mag[i * in + k] += std::fabs(double(dy[i * out + o]) * w[o * in + k]);
+        }
+    check("dx", dx, want, mag);
+    want.assign(out, 0.0);
+    mag.assign(out, 0.0);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t o = 0; o < out; ++o) {
+        want[o] += dy[i * out + o];
+        mag[o] += std::fabs(dy[i * out + o]);
+      }
+    check("db", db, want, mag);
+  }
+};
+
+// Builds the layer for the benchmark's (n, in, out) args, validating each shape only once.
+Layer make_layer(const benchmark::State& state) {
+  static std::mutex mu;
+  static std::set<std::tuple<int64_t, int64_t, int64_t>> validated;
+  Layer layer(state.range(0), state.range(1), state.range(2));
+  std::lock_guard<std::mutex> lock(mu);
+  if (validated.insert({layer.n, layer.in, layer.out}).second) layer.validate();
+  return layer;
+}
+
+// FLOP/s and the share of the threads' combined peak.
+void set_flop_counters(benchmark::State& state, double flops_per_iter, int64_t threads) {
+  const double flops = flops_per_iter * double(state.iterations());
+  state.counters["flops"] = benchmark::Counter(flops, benchmark::Counter::kIsRate);
+  state.counters["peak_pct"] = benchmark::Counter(
+      100.0 * flops / (kPeakPerThread * double(threads)), benchmark::Counter::kIsRate);
+}
+
+// Args: n, in, out, threads.
+void BM_DenseForward(benchmark::State& state) {
+  Layer l = make_layer(state);
+  const int64_t threads = state.range(3);
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+  for (auto _ : state) {
+    dense_forward(l.x.data(), l.w.data(), l.b.data(), l.y.data(), l.n, l.in, l.out);
+    benchmark::DoNotOptimize(l.y.data());
+    benchmark::ClobberMemory();
+  }
+  set_flop_counters(state, 2.0 * double(l.n * l.in * l.out), threads);
+}
+
+// Args: n, in, out, threads, with_dx (0 for a first layer, whose dx nobody needs).
+void BM_DenseBackward(benchmark::State& state) {
+  Layer l = make_layer(state);
+  const int64_t threads = state.range(3);
+  const bool with_dx = state.range(4) != 0;
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+  for (auto _ : state) {
+    dense_backward(l.dy.data(), l.x.data(), l.w.data(), l.dw.data(), l.db.data(),
+                   with_dx ? l.dx.data() : nullptr, l.n, l.in, l.out);
+    benchmark::DoNotOptimize(l.dw.data());
+    benchmark::ClobberMemory();
+  }
+  set_flop_counters(state, (with_dx ? 4.0 : 2.0) * double(l.n * l.in * l.out), threads);
+}
+
+// The reference MLP's three layers at batch 256 and 128, on 1 and 2 threads.
+void mlp_shapes(benchmark::internal::Benchmark* b, bool backward) {
+  for (int64_t n : {256, 128})
+    for (auto [in, out] : {std::pair<int64_t, int64_t>{784, 1024}, {1024, 1024}, {1024, 10}})
+      for (int64_t threads : {1, 2}) {
+        if (!backward) {
+          b->Args({n, in, out, threads});
+        } else {
+          for (int64_t with_dx : {1, 0}) b->Args({n, in, out, threads, with_dx});
+        }
+      }
+  b->ArgNames(backward ? std::vector<std::string>{"n", "in", "out", "threads", "dx"}
+                       : std::vector<std::string>{"n", "in", "out", "threads"});
+  b->UseRealTime()->Unit(benchmark::kMicrosecond);
+}
+
+BENCHMARK(BM_DenseForward)->Apply([](benchmark::internal::Benchmark* b) { mlp_shapes(b, false); });
+BENCHMARK(BM_DenseBackward)->Apply([](benchmark::internal::Benchmark* b) { mlp_shapes(b, true); });
+
+// The reference MLP's parameter count, rounded: 784·1024 + 1024·1024 + 1024·10 + biases.
+constexpr int64_t kParams = 1'900'000;
+
+// One SGD step checked against the formula in double, once, before timing.
+void validate_sgd(const std::vector<float>& p0, const std::vector<float>& g) {
+  std::vector<float> p = p0, buf(p0.size());
+  sgd_step(p.data(), g.data(), buf.data(), kParams, 0.1f, 0.9f, 0.01f, true);
+  for (int64_t i = 0; i < kParams; ++i) {
+    const double want = p0[i] - 0.1 * (double(g[i]) + 0.01 * p0[i]);
+    if (std::fabs(p[i] - want) > 1e-6) fail("sgd_step p[" + std::to_string(i) + "]");
+  }
+}
+
+// Args: threads. Bytes: p, g, buf read; p, buf written.
+void BM_SgdStep(benchmark::State& state) {
+  const std::vector<float> g = random_floats(kParams, 5);
+  std::vector<float> p = random_floats(kParams, 6), buf(kParams);
+  static std::once_flag once;
+  std::call_once(once, [&] { validate_sgd(p, g); });
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, state.range(0));
+  sgd_step(p.data(), g.data(), buf.data(), kParams, 1e-4f, 0.9f, 1e-4f, true);
+  for (auto _ : state) {
+    sgd_step(p.data(), g.data(), buf.data(), kParams, 1e-4f, 0.9f, 1e-4f, false);
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * kParams * 5 * int64_t(sizeof(float)));
+}
+
+// One AdamW step from zero moments checked against the formula in double, once.
+void validate_adam(const std::vector<float>& p0, const std::vector<float>& g) {
+  std::vector<float> p = p0, m(p0.size()), v(p0.size());
+  adam_step(p.data(), g.data(), m.data(), v.data(), kParams, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1,
+            true);
+  for (int64_t i = 0; i < kParams; ++i) {
+    const double gi = g[i], mi = 0.1 * gi, vi = 0.001 * gi * gi;
+    const double want =
+        p0[i] * (1.0 - 1e-3 * 0.01) - (1e-3 / 0.1) * mi / (std::sqrt(vi) / std::sqrt(0.001) + 1e-8);
+    if (std::fabs(p[i] - want) > 1e-6) fail("adam_step p[" + std::to_string(i) + "]");
+  }
+}
+
+// Args: threads. Bytes: p, g, m, v read; p, m, v written.
+void BM_AdamStep(benchmark::State& state) {
+  const std::vector<float> g = random_floats(kParams, 7);
+  std::vector<float> p = random_floats(kParams, 8), m(kParams), v(kParams);
+  static std::once_flag once;
+  std::call_once(once, [&] { validate_adam(p, g); });
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, state.range(0));
+  for (auto _ : state) {
+    adam_step(p.data(), g.data(), m.data(), v.data(), kParams, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f,
+              10, true);
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * kParams * 7 * int64_t(sizeof(float)));
+}
+
+BENCHMARK(BM_SgdStep)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_AdamStep)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+}  // namespace
