@@ -8,11 +8,13 @@
 #include "core/data_order.h"
 #include "core/error.h"
 #include "io/h5.h"
+#include "io/raw_rows.h"
 
 namespace tessera {
 
 struct Hdf5Dataset::Open {
   h5::Handle file, x, y;
+  std::unique_ptr<RawRows> raw_x, raw_y;  // direct reads where the layout allows (io/raw_rows.h)
 };
 
 namespace {
@@ -108,6 +110,8 @@ Hdf5Dataset::Hdf5Dataset(const std::vector<std::string>& paths, const std::strin
     }
     struct stat st {};
     if (stat(path.c_str(), &st) == 0) fi.bytes = st.st_size;
+    o->raw_x = std::make_unique<RawRows>(o->x, path, fi.rows, features_);
+    if (labels) o->raw_y = std::make_unique<RawRows>(o->y, path, fi.rows, label_columns_);
     rows_ += fi.rows;
     info_.push_back(fi);
     open_.push_back(std::move(o));
@@ -153,6 +157,14 @@ void read_blocks(hid_t d, const std::string& what, const std::vector<hsize_t>& s
   }
 }
 
+// Direct reads when the layout allows, HDF5's hyperslab read otherwise.
+template <class T>
+void read_any(RawRows* raw, hid_t d, const std::string& what, const std::vector<hsize_t>& starts,
+              const std::vector<hsize_t>& lens, int64_t cols, bool two_d, hid_t mem_type, T* out) {
+  if (raw != nullptr && raw->usable() && raw->read(starts.data(), lens.data(), starts.size(), out)) return;
+  read_blocks(d, what, starts, lens, cols, two_d, mem_type, out);
+}
+
 }  // namespace
 
 void Hdf5Dataset::read_rows(const int64_t* rows, int64_t count, float* x, double* y) {
@@ -176,12 +188,12 @@ void Hdf5Dataset::read_rows(const int64_t* rows, int64_t count, float* x, double
       ++i;
     }
     const Open& o = *open_[f];
-    read_blocks(o.x, info_[f].path + " dataset '" + x_name_ + "'", starts, lens, features_, true,
-                H5T_NATIVE_FLOAT, x + first * features_);
+    read_any(o.raw_x.get(), o.x, info_[f].path + " dataset '" + x_name_ + "'", starts, lens, features_, true,
+             H5T_NATIVE_FLOAT, x + first * features_);
     if (y != nullptr && o.y.valid()) {
       const bool y2 = h5::shape(o.y).size() == 2;
-      read_blocks(o.y, info_[f].path + " dataset '" + y_name_ + "'", starts, lens, label_columns_, y2,
-                  H5T_NATIVE_DOUBLE, y + first * label_columns_);
+      read_any(o.raw_y.get(), o.y, info_[f].path + " dataset '" + y_name_ + "'", starts, lens, label_columns_, y2,
+               H5T_NATIVE_DOUBLE, y + first * label_columns_);
     }
   }
 }
@@ -196,13 +208,13 @@ void Hdf5Dataset::read_range(int64_t begin, int64_t end, float* x, double* y) {
     const std::vector<hsize_t> lens{static_cast<hsize_t>(stop - r)};
     const Open& o = *open_[f];
     if (x != nullptr) {
-      read_blocks(o.x, info_[f].path + " dataset '" + x_name_ + "'", starts, lens, features_, true,
-                  H5T_NATIVE_FLOAT, x + (r - begin) * features_);
+      read_any(o.raw_x.get(), o.x, info_[f].path + " dataset '" + x_name_ + "'", starts, lens, features_, true,
+               H5T_NATIVE_FLOAT, x + (r - begin) * features_);
     }
     if (y != nullptr && o.y.valid()) {
       const bool y2 = h5::shape(o.y).size() == 2;
-      read_blocks(o.y, info_[f].path + " dataset '" + y_name_ + "'", starts, lens, label_columns_, y2,
-                  H5T_NATIVE_DOUBLE, y + (r - begin) * label_columns_);
+      read_any(o.raw_y.get(), o.y, info_[f].path + " dataset '" + y_name_ + "'", starts, lens, label_columns_, y2,
+               H5T_NATIVE_DOUBLE, y + (r - begin) * label_columns_);
     }
     r = stop;
   }

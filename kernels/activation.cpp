@@ -18,7 +18,14 @@ constexpr int64_t kChunk = 16384;
 template <class F>
 void for_each_index(int64_t n, const F& f) {
   for_chunks(n, chunk_size(n, kChunk), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) f(i);
+    // A local copy of f: its captured pointers then live in registers. Through the reference,
+    // GCC must assume each store may change them, reloads them every element and cannot
+    // vectorize (relu backward ran scalar with a data-dependent branch, ~3 ms/step on the
+    // reference MLP). Element i reads only index i of its inputs before writing index i of its
+    // output, so the exact aliasing allowed (dz == da, a == z) is safe to vectorize.
+    const F g = f;
+#pragma GCC ivdep
+    for (int64_t i = begin; i < end; ++i) g(i);
   });
 }
 

@@ -106,16 +106,16 @@ void zero_tile(T* c, int64_t ld, int64_t r0, int64_t r1, int64_t c0, int64_t c1)
 template <class T>
 void dense_forward(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t in, int64_t out) {
   for_tiles(n, out, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-    zero_tile(y, out, r0, r1, c0, c1);
+    // The tile starts as the bias and the product accumulates onto it: one pass over y instead
+    // of zeroing it and adding the bias afterwards.
+    if (b == nullptr) {
+      zero_tile(y, out, r0, r1, c0, c1);
+    } else {
+      for (int64_t r = r0; r < r1; ++r) std::copy(b + c0, b + c1, y + r * out + c0);
+    }
     // wᵀ (in, out) is w read column-major.
     gemm_tile<T, Eigen::RowMajor, Eigen::ColMajor>(r1 - r0, c1 - c0, in, x + r0 * in, in,
                                                    w + c0 * in, in, y + r0 * out + c0, out);
-    if (b == nullptr) return;
-    // The bias goes in while the tile is still in cache.
-    for (int64_t r = r0; r < r1; ++r) {
-      T* row = y + r * out;
-      for (int64_t o = c0; o < c1; ++o) row[o] += b[o];
-    }
   });
 }
 

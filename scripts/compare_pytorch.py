@@ -8,7 +8,9 @@ PyTorch runs in the strongest setup measured in ../shared/LIMITS.md: AVX-512 Ope
 (OPENBLAS_CORETYPE unset), no per-step fresh pages (GLIBC_TUNABLES mmap/trim thresholds) and,
 for two threads, OMP_WAIT_POLICY=PASSIVE. Its data is a tensor in memory; tessera reads every
 batch from the HDF5 file. Each figure is the median over --repeats runs of the median
-steady-state samples/s (first 20 steps excluded). Needs python3-torch and python3-h5py.
+steady-state samples/s (first 20 steps excluded). Both run pinned to the same cores (taskset).
+Needs python3-torch, python3-h5py and OpenBLAS (`bash scripts/setup.sh python3-torch
+libopenblas0-pthread`; without OpenBLAS, Debian's PyTorch falls back to the reference BLAS).
 """
 import argparse
 import json
@@ -19,7 +21,7 @@ import sys
 import tempfile
 
 TORCH_CHILD = r"""
-import sys, time, json
+import sys, time, json, statistics
 import h5py, numpy as np, torch
 threads, steps, batch, path = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 torch.set_num_threads(threads)
@@ -52,14 +54,22 @@ print(json.dumps({"samples_per_s": statistics.median(windows), "loss": float(los
 def torch_env(threads):
     env = dict(os.environ)
     env.pop("OPENBLAS_CORETYPE", None)
+    # OpenBLAS (pthread flavour) starts its own threads unless told; torch.set_num_threads
+    # only limits OpenMP.
+    env["OPENBLAS_NUM_THREADS"] = str(threads)
     env["GLIBC_TUNABLES"] = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296"
     if threads > 1:
         env["OMP_WAIT_POLICY"] = "PASSIVE"
     return env
 
 
+def pin(cores):
+    """Both frameworks run confined to the same `cores` CPUs."""
+    return ["taskset", "-c", f"0-{cores - 1}"]
+
+
 def run_torch(threads, steps, batch, data):
-    out = subprocess.run([sys.executable, "-c", TORCH_CHILD, str(threads), str(steps), str(batch), data],
+    out = subprocess.run(pin(threads) + [sys.executable, "-c", TORCH_CHILD, str(threads), str(steps), str(batch), data],
                          env=torch_env(threads), check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["samples_per_s"]
 
@@ -67,7 +77,7 @@ def run_torch(threads, steps, batch, data):
 def run_tessera(tessera, ranks, threads, steps, batch, config, workdir):
     run = os.path.join(workdir, f"run-{ranks}x{threads}")
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    cmd = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(ranks), tessera, "train", config, "--quiet",
+    cmd = pin(ranks * threads) + ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(ranks), tessera, "train", config, "--quiet",
            "--set", f"train.threads={threads}", "--set", f"train.max_steps={steps}",
            "--set", f"train.batch_size={batch}", "--set", f"checkpoint.dir={run}"]
     subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
@@ -85,6 +95,10 @@ def main():
     ap.add_argument("--cores", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
+    blas = os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
+    if "openblas" not in blas:
+        sys.exit(f"compare_pytorch: PyTorch would use {blas} (reference BLAS, ~30x slower); "
+                 "install OpenBLAS first: bash scripts/setup.sh python3-torch libopenblas0-pthread")
     with tempfile.TemporaryDirectory() as work:
         data = os.path.join(work, "mlp.h5")
         rows = a.batch * 40
