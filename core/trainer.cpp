@@ -14,7 +14,8 @@ namespace tessera {
 
 int64_t total_steps(const TrainSection& train, int64_t rows) {
   const int64_t per_epoch = rows / train.batch_size;
-  int64_t total = per_epoch * train.epochs;
+  // Saturating: epochs may be huge when max_steps is the real limit.
+  int64_t total = per_epoch > 0 && train.epochs > INT64_MAX / per_epoch ? INT64_MAX : per_epoch * train.epochs;
   if (train.max_steps > 0) total = std::min(total, train.max_steps);
   return total;
 }
@@ -51,7 +52,8 @@ TrainSummary Trainer::run(FlatBuffer& params) {
   const int64_t batch = cfg_.train.batch_size;
   const int64_t per_epoch = train_.rows() / batch;
   if (per_epoch == 0) {
-    throw DataError("training data has " + std::to_string(train_.rows()) +
+    throw DataError("training data (" + cfg_.data.train[0] + (cfg_.data.train.size() > 1 ? ", ..." : "") + ") has " +
+                    std::to_string(train_.rows()) +
                     " rows, fewer than train.batch_size = " + std::to_string(batch) +
                     ": lower train.batch_size or add data");
   }
@@ -66,7 +68,9 @@ TrainSummary Trainer::run(FlatBuffer& params) {
   auto interval_start = t0;
   double interval[3] = {0, 0, 0};  // loss sum, correct, rows since the last log line
   int64_t step = 0;
-  for (int64_t epoch = 0; epoch < cfg_.train.epochs && step < total; ++epoch) {
+  int64_t epoch = 0;
+  int64_t evaluated_at = -1;
+  for (epoch = 0; epoch < cfg_.train.epochs && step < total; ++epoch) {
     for (int64_t s = 0; s < per_epoch && step < total; ++s) {
       const Batch b = train_.next(epoch, s);
       float* out = model_.forward(params.data(), b.x, b.rows);
@@ -110,10 +114,16 @@ TrainSummary Trainer::run(FlatBuffer& params) {
       }
       if (cfg_.train.eval_every > 0 && step % cfg_.train.eval_every == 0) {
         run_eval(params, step, epoch, summary);
+        evaluated_at = step;
       }
     }
-    if (cfg_.train.eval_every == 0) run_eval(params, step, epoch, summary);
+    if (cfg_.train.eval_every == 0) {
+      run_eval(params, step, epoch, summary);
+      evaluated_at = step;
+    }
   }
+  // The final model is always evaluated, whatever eval_every is.
+  if (evaluated_at != step) run_eval(params, step, std::max<int64_t>(0, epoch - 1), summary);
   progress_.finish();
   summary.steps = step;
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -2,7 +2,12 @@
 // stored integer or float type for us.
 #include "io/h5.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "core/error.h"
 
@@ -47,6 +52,16 @@ Handle open_read(const std::string& path) {
     throw DataError("cannot open " + path + ": no such file (check data paths; relative paths "
                     "are relative to the config file)");
   }
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == EMFILE || err == ENFILE) {
+      throw DataError("cannot open " + path + ": too many open files (each data file holds two "
+                      "descriptors; raise `ulimit -n` or merge small files)");
+    }
+    throw DataError("cannot open " + path + ": " + std::strerror(err));
+  }
+  ::close(fd);
   if (!is_hdf5(path)) {
     throw DataError(path + " is not an HDF5 file (convert it with `tessera data import`)");
   }

@@ -1,7 +1,9 @@
 // Hdf5Dataset: schema validation and batched hyperslab reads across concatenated files.
 #include "io/hdf5_dataset.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -14,6 +16,10 @@ namespace tessera {
 
 struct Hdf5Dataset::Open {
   h5::Handle file, x, y;
+  int fd = -1;  // one plain descriptor per file for direct reads, shared by x and y
+  ~Open() {
+    if (fd >= 0) ::close(fd);
+  }
   std::unique_ptr<RawRows> raw_x, raw_y;  // direct reads where the layout allows (io/raw_rows.h)
 };
 
@@ -22,22 +28,24 @@ namespace {
 // Chunk cache per dataset: holds a whole shuffle window (DataOrder::kWindowChunks chunks, plus
 // one for a window boundary), so each chunk is read from disk once per epoch rather than once
 // per step that touches it (a window's rows are spread over all its steps).
-size_t chunk_cache_bytes(hid_t file, const std::string& name) {
+// cap bounds the cache of one dataset of one file: 1 GiB shared by all files of a dataset.
+size_t chunk_cache_bytes(hid_t file, const std::string& name, size_t cap) {
   h5::Handle d(H5Dopen2(file, name.c_str(), H5P_DEFAULT));
   h5::Handle dcpl(H5Dget_create_plist(d));
   if (!d.valid() || H5Pget_layout(dcpl) != H5D_CHUNKED) return size_t{1} << 20;
   hsize_t chunk[8] = {};
-  const int rank = H5Pget_chunk(dcpl, 8, chunk);
+  const int rank = std::min(H5Pget_chunk(dcpl, 8, chunk), 8);
   h5::Handle type(H5Dget_type(d));
   size_t bytes = H5Tget_size(type);
   for (int i = 0; i < rank; ++i) bytes *= chunk[i];
-  return std::min<size_t>((DataOrder::kWindowChunks + 1) * bytes, size_t{1} << 30);
+  return std::min<size_t>((DataOrder::kWindowChunks + 1) * bytes, cap);
 }
 
-h5::Handle open_with_cache(hid_t file, const std::string& path, const std::string& name) {
+h5::Handle open_with_cache(hid_t file, const std::string& path, const std::string& name, size_t files) {
   if (!h5::exists(file, name)) return h5::open_dataset(file, path, name);  // throws the named error
   h5::Handle dapl(H5Pcreate(H5P_DATASET_ACCESS));
-  H5Pset_chunk_cache(dapl, 12421, chunk_cache_bytes(file, name), 1.0);
+  const size_t cap = std::max<size_t>(size_t{4} << 20, (size_t{1} << 30) / std::max<size_t>(files, 1));
+  H5Pset_chunk_cache(dapl, 12421, chunk_cache_bytes(file, name, cap), 1.0);
   h5::Handle d(H5Dopen2(file, name.c_str(), dapl));
   if (!d.valid()) throw DataError(path + ": cannot open dataset '" + name + "'");
   return d;
@@ -58,9 +66,9 @@ Hdf5Dataset::Hdf5Dataset(const std::vector<std::string>& paths, const std::strin
   for (const std::string& path : paths) {
     auto o = std::make_unique<Open>();
     o->file = h5::open_read(path);
-    o->x = open_with_cache(o->file, path, x_name_);
+    o->x = open_with_cache(o->file, path, x_name_, paths.size());
     const bool labels = !y_name_.empty();  // predict reads features only
-    if (labels) o->y = open_with_cache(o->file, path, y_name_);
+    if (labels) o->y = open_with_cache(o->file, path, y_name_, paths.size());
     const auto xs = h5::shape(o->x);
     const auto ys = labels ? h5::shape(o->y) : std::vector<int64_t>{xs.empty() ? 0 : xs[0]};
     const std::string xd = path + ": dataset '" + x_name_ + "'", yd = path + ": dataset '" + y_name_ + "'";
@@ -110,8 +118,9 @@ Hdf5Dataset::Hdf5Dataset(const std::vector<std::string>& paths, const std::strin
     }
     struct stat st {};
     if (stat(path.c_str(), &st) == 0) fi.bytes = st.st_size;
-    o->raw_x = std::make_unique<RawRows>(o->x, path, fi.rows, features_);
-    if (labels) o->raw_y = std::make_unique<RawRows>(o->y, path, fi.rows, label_columns_);
+    o->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);  // -1 (e.g. EMFILE): HDF5 reads only
+    o->raw_x = std::make_unique<RawRows>(o->x, path, fi.rows, features_, o->fd);
+    if (labels) o->raw_y = std::make_unique<RawRows>(o->y, path, fi.rows, label_columns_, o->fd);
     rows_ += fi.rows;
     info_.push_back(fi);
     open_.push_back(std::move(o));

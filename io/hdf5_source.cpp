@@ -114,7 +114,7 @@ Batch Hdf5Source::finish(int64_t n, const int64_t* rows) {
   return b;
 }
 
-int64_t scan_classes(Hdf5Dataset& data, Range range) {
+int64_t scan_classes(Hdf5Dataset& data, Range range, int64_t classes) {
   constexpr int64_t kBlock = 1 << 16;
   std::vector<double> y(static_cast<size_t>(kBlock * data.label_columns()));
   int64_t top = -1;
@@ -127,6 +127,12 @@ int64_t scan_classes(Hdf5Dataset& data, Range range) {
         std::ostringstream os;
         os << data.where(b + i) << ", dataset '" << data.labels_name() << "': label " << v
            << " is not a class index (classification labels are integers 0..K-1)";
+        throw DataError(os.str());
+      }
+      if (classes > 0 && v >= static_cast<double>(classes)) {
+        std::ostringstream os;
+        os << data.where(b + i) << ", dataset '" << data.labels_name() << "': label " << v << " outside 0.."
+           << classes - 1 << " (labels must be integers 0..model.classes-1)";
         throw DataError(os.str());
       }
       top = std::max(top, static_cast<int64_t>(v));

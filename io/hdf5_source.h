@@ -56,7 +56,8 @@ class Hdf5Source final : public BatchSource {
 };
 
 // Largest label + 1 over global rows [range.begin, range.end), validating that labels are
-// non-negative integers (classification) — used to infer model.classes.
-int64_t scan_classes(Hdf5Dataset& data, Range range);
+// non-negative integers (classification) and, when classes > 0, below classes — used to infer
+// model.classes and to reject bad labels before training starts. Errors name file and row.
+int64_t scan_classes(Hdf5Dataset& data, Range range, int64_t classes = 0);
 
 }  // namespace tessera

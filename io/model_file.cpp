@@ -32,7 +32,7 @@ std::vector<int64_t> read_sizes_attr(hid_t obj, const std::string& path) {
   std::vector<int64_t> sizes(static_cast<size_t>(n));
   if (H5Aread(a, H5T_NATIVE_INT64, sizes.data()) < 0) throw CorruptionError(path + ": unreadable attribute 'sizes'");
   for (int64_t s : sizes) {
-    if (s <= 0 || s > (int64_t{1} << 24)) throw CorruptionError(path + ": layer width " + std::to_string(s) + " out of range");
+    if (s <= 0 || s > (int64_t{1} << 31)) throw CorruptionError(path + ": layer width " + std::to_string(s) + " out of range");
   }
   return sizes;
 }

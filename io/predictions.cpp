@@ -3,6 +3,7 @@
 #include "io/predictions.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <cstdio>
 
 #include "core/error.h"
@@ -64,6 +65,7 @@ void write_predictions(const std::string& path, Task task, int64_t total_rows, c
   if (comm.rank() == 0) {
     fsync_path(tmp);
     if (std::rename(tmp.c_str(), path.c_str()) != 0) throw Error("cannot rename " + tmp + " to " + path);
+    fsync_path(std::filesystem::path(path).parent_path().empty() ? "." : std::filesystem::path(path).parent_path().string());
   }
   comm.barrier();
 }

@@ -7,18 +7,31 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <limits>
+#include <type_traits>
 
 #include "core/error.h"
 #include "io/h5.h"
 
 namespace tessera {
 
-RawRows::RawRows(hid_t dataset, const std::string& path, int64_t rows, int64_t cols)
-    : dataset_(dataset), path_(path), rows_(rows), cols_(cols) {
+RawRows::RawRows(hid_t dataset, const std::string& path, int64_t rows, int64_t cols, int fd)
+    : dataset_(dataset), path_(path), fd_(fd), rows_(rows), cols_(cols) {
+  if (fd_ < 0) return;
+  // HDF5 1.10 reports chunk addresses relative to the base address, which a userblock moves
+  // away from byte 0; such files go through HDF5.
+  {
+    h5::Handle file(H5Iget_file_id(dataset));
+    h5::Handle fcpl(H5Fget_create_plist(file));
+    hsize_t userblock = 0;
+    if (H5Pget_userblock(fcpl, &userblock) < 0 || userblock != 0) return;
+  }
   h5::Handle type(H5Dget_type(dataset));
   const H5T_class_t cls = H5Tget_class(type);
   elem_ = static_cast<int64_t>(H5Tget_size(type));
   if (H5Tget_order(type) != H5T_ORDER_LE) return;
+  // Padding bits or an offset inside the element would make the raw bytes differ from HDF5's.
+  if (H5Tget_precision(type) != static_cast<size_t>(8 * elem_) || H5Tget_offset(type) != 0) return;
   if (cls == H5T_FLOAT) {
     if (H5Tequal(type, H5T_IEEE_F32LE) > 0) {
       kind_ = Kind::kF32;
@@ -56,11 +69,13 @@ RawRows::RawRows(hid_t dataset, const std::string& path, int64_t rows, int64_t c
   } else {
     return;
   }
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  usable_ = true;
 }
 
-RawRows::~RawRows() {
-  if (fd_ >= 0) ::close(fd_);
+std::string RawRows::dataset_name() const {
+  char name[256] = {};
+  H5Iget_name(dataset_, name, sizeof name);
+  return name[0] == '/' ? name + 1 : name;
 }
 
 bool RawRows::address(int64_t row, haddr_t* addr, int64_t* rows_left) {
@@ -92,6 +107,18 @@ void RawRows::convert(const unsigned char* src, int64_t count, T* out) const {
     for (int64_t i = 0; i < count; ++i) {
       S v;
       std::memcpy(&v, src + i * sizeof(S), sizeof(S));
+      if constexpr (std::is_floating_point_v<S> && sizeof(S) > sizeof(T)) {
+        // Out-of-range doubles become ±inf (as in HDF5's conversion), which validation rejects;
+        // a plain cast would be undefined.
+        if (v > std::numeric_limits<T>::max()) {
+          out[i] = std::numeric_limits<T>::infinity();
+          continue;
+        }
+        if (v < std::numeric_limits<T>::lowest()) {
+          out[i] = -std::numeric_limits<T>::infinity();
+          continue;
+        }
+      }
       out[i] = static_cast<T>(v);
     }
   };
@@ -133,7 +160,7 @@ bool RawRows::read(const hsize_t* starts, const hsize_t* lens, size_t n, T* out)
         const ssize_t got = ::pread(fd_, dst + done, bytes - done, static_cast<off_t>(addr + done));
         if (got <= 0) {
           throw DataError(path_ + ": cannot read rows " + std::to_string(row) + ".." + std::to_string(row + take - 1) +
-                          " (file truncated or unreadable)");
+                          " of dataset '" + dataset_name() + "' (file truncated or unreadable)");
         }
         done += static_cast<size_t>(got);
       }

@@ -4,6 +4,7 @@
 #include "io/synth.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <cmath>
 #include <cstdio>
 #include <vector>
@@ -116,6 +117,7 @@ void synth_dataset(const SynthOptions& opt, Communicator& comm) {
   if (comm.rank() == 0) {
     fsync_path(tmp);
     if (std::rename(tmp.c_str(), opt.out.c_str()) != 0) throw Error("cannot rename " + tmp + " to " + opt.out);
+    fsync_path(std::filesystem::path(opt.out).parent_path().empty() ? "." : std::filesystem::path(opt.out).parent_path().string());
   }
   comm.barrier();
 }

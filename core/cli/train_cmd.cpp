@@ -3,6 +3,7 @@
 #include <tbb/global_control.h>
 
 #include <algorithm>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -36,10 +37,33 @@ constexpr const char* kUsage =
     "  --quiet          no progress output\n"
     "  Run under `mpirun -np N` for N data-parallel ranks; train.batch_size is the global batch.";
 
+constexpr int64_t kMaxClasses = int64_t{1} << 24;
+
 uint64_t hash_string(const std::string& s) {
   uint64_t h = 0x1234;
   for (unsigned char c : s) h = mix64(h ^ c);
   return h;
+}
+
+// A new run in a directory that holds an earlier run's files moves them into
+// previous-<UTC time>/ first: nothing is lost, and a stale model.h5 never sits beside new metrics.
+void keep_previous_run(const std::string& dir) {
+  namespace fs = std::filesystem;
+  const char* names[] = {"config.toml", "provenance.json", "metrics.jsonl", "model.h5", "metrics.png"};
+  bool any = false;
+  for (const char* n : names) any = any || fs::exists(fs::path(dir) / n);
+  if (!any) return;
+  char stamp[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(stamp, sizeof stamp, "previous-%Y%m%dT%H%M%SZ", std::gmtime(&now));
+  fs::path keep = fs::path(dir) / stamp;
+  for (int i = 1; fs::exists(keep); ++i) keep = fs::path(dir) / (std::string(stamp) + "-" + std::to_string(i));
+  fs::create_directory(keep);
+  for (const char* n : names) {
+    if (fs::exists(fs::path(dir) / n)) fs::rename(fs::path(dir) / n, keep / n);
+  }
+  std::fprintf(stderr, "tessera: note: %s held an earlier run; its files were moved to %s\n", dir.c_str(),
+               keep.string().c_str());
 }
 
 }  // namespace
@@ -97,24 +121,44 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
                       std::to_string(train_data->label_columns()));
     }
   }
-  check_agreement(comm,
-                  hash3(static_cast<uint64_t>(train_data->rows()), static_cast<uint64_t>(train_data->features()),
-                        static_cast<uint64_t>(val_data ? val_data->rows() : 0)),
-                  "the dataset shape (rows, features)");
+  // Everything the data order and the model shape depend on must match on every rank.
+  uint64_t shape = hash3(static_cast<uint64_t>(train_data->features()), static_cast<uint64_t>(train_data->label_columns()),
+                         static_cast<uint64_t>(train_data->order_chunk_rows()));
+  for (const Hdf5FileInfo& f : train_data->files()) shape = hash3(shape, static_cast<uint64_t>(f.rows), 1);
+  if (val_data) {
+    for (const Hdf5FileInfo& f : val_data->files()) shape = hash3(shape, static_cast<uint64_t>(f.rows), 2);
+  }
+  check_agreement(comm, shape, "the dataset layout (rows per file, features, label columns, chunk rows)");
 
   int64_t outputs = 1;
   if (cfg.model.task == Task::kRegression) {
     outputs = train_data->label_columns();
   } else if (cfg.model.task == Task::kClassification) {
+    // Scan the labels up front (split across ranks): infers K, and a validation label outside
+    // 0..K-1 is reported now rather than after the first epoch.
+    const int64_t given = cfg.model.classes;
+    int64_t k[2] = {scan_classes(*train_data, partition(train_data->rows(), comm.rank(), comm.size()), given),
+                    val_data ? scan_classes(*val_data, partition(val_data->rows(), comm.rank(), comm.size()), given) : 0};
+    comm.allreduce_max(std::span<int64_t>(k, 2));
     outputs = cfg.model.classes;
     if (outputs == 0) {
-      int64_t k = scan_classes(*train_data, partition(train_data->rows(), comm.rank(), comm.size()));
-      comm.allreduce_max(std::span<int64_t>(&k, 1));
-      if (k < 2) {
-        throw DataError(cfg.data.train[0] + ": training labels hold " + std::to_string(k) +
+      if (k[0] < 2) {
+        throw DataError(cfg.data.train[0] + ": training labels hold " + std::to_string(k[0]) +
                         " class(es); classification needs 2 or more (or set model.task)");
       }
-      outputs = k;
+      if (k[0] > kMaxClasses) {
+        throw DataError(cfg.data.train[0] + ": the largest training label is " + std::to_string(k[0] - 1) +
+                        "; more than " + std::to_string(kMaxClasses) + " classes is surely a bad label (set model.classes to check)");
+      }
+      outputs = std::max(k[0], k[1]);
+    }
+    if (k[0] > outputs) {
+      throw DataError(cfg.data.train[0] + ": training labels reach class " + std::to_string(k[0] - 1) +
+                      " but model.classes = " + std::to_string(outputs));
+    }
+    if (k[1] > outputs) {
+      throw DataError(cfg.data.validation[0] + ": validation labels reach class " + std::to_string(k[1] - 1) +
+                      " but the model has " + std::to_string(outputs) + " classes");
     }
   }
   const ModelSpec spec = make_model_spec(cfg.model, train_data->features(), outputs);
@@ -130,7 +174,7 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   Hdf5Source train(train_data, so);
   std::unique_ptr<Hdf5Source> validation;
   SourceOptions vo = so;
-  vo.range_rows = std::max<int64_t>(256, partition(cfg.train.batch_size, 0, comm.size()).size());
+  vo.range_rows = std::max<int64_t>(256, partition(cfg.train.batch_size, 0, comm.size()).size());  // ceil(B/N)
   if (val_data) validation = std::make_unique<Hdf5Source>(val_data, vo);
   Model model(spec, std::max(train.max_batch_rows(), validation ? validation->max_batch_rows() : int64_t{1}));
 
@@ -148,9 +192,7 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   std::ofstream metrics;
   if (comm.rank() == 0) {
     make_dirs(dir);
-    if (std::filesystem::exists(dir + "/metrics.jsonl")) {
-      std::fprintf(stderr, "tessera: note: %s already holds a run; starting a new one replaces its files\n", dir.c_str());
-    }
+    keep_previous_run(dir);
     atomic_write_text(dir + "/config.toml", parsed.resolved_toml);
     RunFacts facts;
     facts.world_size = comm.size();
@@ -174,6 +216,7 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   auto sink = [&](const std::string& line) {
     metrics << line << '\n';
     metrics.flush();
+    if (!metrics) throw Error("cannot write " + dir + "/metrics.jsonl (disk full?)");
   };
   Trainer trainer(cfg, model, comm, train, validation.get(),
                   comm.rank() == 0 ? std::function<void(const std::string&)>(sink) : nullptr, progress);

@@ -69,6 +69,20 @@ assert d < 1e-5, d
 print("ok: model.init loads a PyTorch-layout file (max change", d, ")")
 PY
 
+# A second run in the same directory keeps the first one's files; with eval_every the final
+# model is still evaluated.
+tess 2 train k.toml --quiet --set train.eval_every=7 >/dev/null 2>second.txt
+grep -q "held an earlier run; its files were moved to" second.txt || fail "no note about the earlier run"
+ls run/previous-*/model.h5 run/previous-*/metrics.jsonl >/dev/null || fail "earlier run's files not kept"
+/usr/bin/python3 - <<'PY'
+import json
+lines = [json.loads(l) for l in open("run/metrics.jsonl")]
+evals = [o["step"] for o in lines if o["event"] == "eval"]
+last = [o for o in lines if o["event"] == "done"][0]["steps"]
+assert evals[:2] == [7, 14] and evals[-1] == last and last % 7 != 0, (evals, last)
+print("ok: earlier run kept; final model evaluated at step", last)
+PY
+
 # Provenance and resolved config in the run directory.
 /usr/bin/python3 - <<'PY'
 import json, tomllib

@@ -2,7 +2,9 @@
 // cannot read directly (compression, chunks that split rows, big-endian types, unallocated
 // chunks) must fall back to HDF5 and still be right.
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <hdf5.h>
+#include <unistd.h>
 
 #include <vector>
 
@@ -23,13 +25,17 @@ struct Layout {
   bool expect_direct;   // RawRows::usable()
   int64_t mult = 1000;  // X[r][c] = (r * mult + c) % modulus: distinct per row and in range
   int64_t modulus = 1 << 30;
+  bool userblock = false;  // chunk addresses are then relative to byte 512
 };
 
 double value(const Layout& l, int64_t r, int64_t c) { return static_cast<double>((r * l.mult + c) % l.modulus); }
 
 // Writes X (rows, cols) = value(l, r, c) in the given layout and y (rows) = r % 7 (int64).
 void write_layout(const std::string& path, const Layout& l, hsize_t rows, hsize_t cols) {
-  hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+  if (l.userblock) H5Pset_userblock(fcpl, 512);
+  hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+  H5Pclose(fcpl);
   std::vector<double> x(rows * cols);
   std::vector<int64_t> y(rows);
   for (hsize_t r = 0; r < rows; ++r) {
@@ -65,8 +71,10 @@ TEST_P(RawLayouts, ScatteredRowsMatchTheirValues) {
   {
     hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
     hid_t d = H5Dopen2(f, "X", H5P_DEFAULT);
-    RawRows raw(d, path, rows, cols);
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    RawRows raw(d, path, rows, cols, fd);
     EXPECT_EQ(raw.usable(), l.expect_direct) << l.name;
+    ::close(fd);
     H5Dclose(d);
     H5Fclose(f);
   }
@@ -100,7 +108,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Layout{"i16_contiguous", H5T_STD_I16LE, {0, 0}, false, true, 100},
                       Layout{"f32_deflate", H5T_IEEE_F32LE, {64, 6}, true, false},
                       Layout{"f32_split_rows", H5T_IEEE_F32LE, {64, 3}, false, false},
-                      Layout{"f32_big_endian", H5T_IEEE_F32BE, {64, 6}, false, false}),
+                      Layout{"f32_big_endian", H5T_IEEE_F32BE, {64, 6}, false, false},
+                      Layout{"f32_userblock", H5T_IEEE_F32LE, {64, 6}, false, false, 1000, 1 << 30, true}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(RawRows, UnallocatedChunksFallBackToFillValues) {
