@@ -4,17 +4,7 @@
 // nothing touches the heap (Eigen's own product mallocs its packing panels; see GemmBlocking).
 #include "kernels/dense.h"
 
-// GCC 12 at -O3 reports Eigen's AVX-512 transposes (built on _mm512_undefined_pd) as
-// -Wmaybe-uninitialized: a known false positive in the compiler's own intrinsics headers. The
-// warning is keyed to <immintrin.h>'s text, so Eigen must stay the first include to pull it in.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <Eigen/Core>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include <Eigen/Core>  // GCC 12 false -Wmaybe-uninitialized in its AVX-512 headers: silenced in CMakeLists.txt
 
 #include <algorithm>
 

@@ -3,17 +3,7 @@
 // corrections, decay factor) are computed once in double and cast, as PyTorch's Python does.
 #include "kernels/optim.h"
 
-// GCC 12 -O3 flags the AVX-512 intrinsics' _mm512_undefined_ps() as -Wmaybe-uninitialized (a
-// known false positive in its own header; see dense.cpp). The warning is keyed to the header's
-// text, so this must stay the first include that pulls in <immintrin.h>.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include <immintrin.h>  // GCC 12 false -Wmaybe-uninitialized in its AVX-512 headers: silenced in CMakeLists.txt
 
 #include <algorithm>
 #include <cmath>
