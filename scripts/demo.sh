@@ -23,6 +23,6 @@ mpirun --oversubscribe -np "$NP" "$T" train configs/fashion_mlp.toml "$@"
 RUN=demo/runs/fashion_mlp
 echo "== test-set evaluation (every row counted once) =="
 mpirun --oversubscribe -np "$NP" "$T" eval configs/fashion_mlp.toml --checkpoint "$RUN" --data demo/data/fashion-test.h5 | tee "$RUN/test_eval.json"
-/usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(f"Fashion-MNIST test accuracy: {r[\"accuracy\"]:.4f} on {r[\"rows\"]} rows")' "$RUN/test_eval.json"
+/usr/bin/python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print("Fashion-MNIST test accuracy: %.4f on %d rows" % (r["accuracy"], r["rows"]))' "$RUN/test_eval.json"
 /usr/bin/python3 scripts/plot_metrics.py "$RUN/metrics.jsonl" --out "$RUN/metrics.png"
 echo "run directory: $RUN (config.toml, provenance.json, metrics.jsonl, model.h5, metrics.png)"
