@@ -24,7 +24,28 @@ Trainer::Trainer(const TrainConfig& cfg, Model& model, Communicator& comm, Batch
                  BatchSource* validation, std::function<void(const std::string&)> metrics,
                  Progress& progress)
     : cfg_(cfg), model_(model), comm_(comm), train_(train), validation_(validation),
-      metrics_(std::move(metrics)), progress_(progress) {}
+      metrics_(std::move(metrics)), progress_(progress), grads_(model.spec().param_count()),
+      optimizer_(cfg.optimizer, model.spec().param_count(), total_steps(cfg.train, train.rows())) {}
+
+Trainer::StepStats Trainer::step(FlatBuffer& params, int64_t epoch, int64_t step_in_epoch, int64_t step) {
+  const ModelSpec& spec = model_.spec();
+  const double scale = 1.0 / static_cast<double>(cfg_.train.batch_size);
+  const Batch b = train_.next(epoch, step_in_epoch);
+  float* out = model_.forward(params.data(), b.x, b.rows);
+  const kernels::LossResult lr = task_loss(spec.task, out, b, out, spec.outputs(), scale);
+  model_.backward(params.data(), b.x, out, grads_.data(), b.rows);
+  comm_.allreduce_sum(grads_.span());
+  double stats[2] = {lr.loss_sum, lr.correct};
+  comm_.allreduce_sum(std::span<double>(stats, 2));
+  const double step_loss = stats[0] / static_cast<double>(cfg_.train.batch_size);
+  if (!std::isfinite(step_loss)) {
+    // Every rank sees the same reduced loss, so every rank stops here together.
+    throw Error("training diverged: the global loss is " + std::to_string(step_loss) + " at step " +
+                std::to_string(step) + ": lower optimizer.lr or set optimizer.grad_clip_norm");
+  }
+  optimizer_.step(params.data(), grads_.data(), step);
+  return {stats[0], stats[1]};
+}
 
 void Trainer::run_eval(const FlatBuffer& params, int64_t step, int64_t epoch, TrainSummary& summary) {
   if (validation_ == nullptr) return;
@@ -59,9 +80,6 @@ TrainSummary Trainer::run(FlatBuffer& params) {
   }
   const int64_t total = total_steps(cfg_.train, train_.rows());
   const ModelSpec& spec = model_.spec();
-  FlatBuffer grads(spec.param_count());
-  Optimizer opt(cfg_.optimizer, spec.param_count(), total);
-  const double scale = 1.0 / static_cast<double>(batch);
 
   TrainSummary summary;
   const auto t0 = std::chrono::steady_clock::now();
@@ -72,20 +90,9 @@ TrainSummary Trainer::run(FlatBuffer& params) {
   int64_t evaluated_at = -1;
   for (epoch = 0; epoch < cfg_.train.epochs && step < total; ++epoch) {
     for (int64_t s = 0; s < per_epoch && step < total; ++s) {
-      const Batch b = train_.next(epoch, s);
-      float* out = model_.forward(params.data(), b.x, b.rows);
-      const kernels::LossResult lr = task_loss(spec.task, out, b, out, spec.outputs(), scale);
-      model_.backward(params.data(), b.x, out, grads.data(), b.rows);
-      comm_.allreduce_sum(grads.span());
-      double stats[2] = {lr.loss_sum, lr.correct};
-      comm_.allreduce_sum(std::span<double>(stats, 2));
+      const StepStats stats_step = this->step(params, epoch, s, step);
+      const double stats[2] = {stats_step.loss_sum, stats_step.correct};
       const double step_loss = stats[0] / static_cast<double>(batch);
-      if (!std::isfinite(step_loss)) {
-        throw Error("training diverged: the global loss is " + std::to_string(step_loss) +
-                    " at step " + std::to_string(step) +
-                    ": lower optimizer.lr or set optimizer.grad_clip_norm");
-      }
-      opt.step(params.data(), grads.data(), step);
       ++step;
       interval[0] += stats[0];
       interval[1] += stats[1];
@@ -103,11 +110,11 @@ TrainSummary Trainer::run(FlatBuffer& params) {
         JsonObject line;
         line.add("event", "train").add("step", step).add("epoch", epoch).add("loss", mean_loss);
         if (spec.task != Task::kRegression) line.add("accuracy", interval[1] / interval[2]);
-        line.add("lr", opt.lr(step - 1))
+        line.add("lr", optimizer_.lr(step - 1))
             .add("samples_per_s", interval[2] / std::max(span, 1e-9))
             .add("time_s", elapsed);
         if (metrics_) metrics_(line.str());
-        progress_.log_line(step, epoch, mean_loss, opt.lr(step - 1), interval[2] / std::max(span, 1e-9));
+        progress_.log_line(step, epoch, mean_loss, optimizer_.lr(step - 1), interval[2] / std::max(span, 1e-9));
         summary.last_loss = mean_loss;
         interval[0] = interval[1] = interval[2] = 0;
         interval_start = now;

@@ -12,6 +12,7 @@
 #include "core/evaluate.h"
 #include "core/flat_buffer.h"
 #include "core/model.h"
+#include "core/optimizer.h"
 #include "core/progress.h"
 
 namespace tessera {
@@ -40,6 +41,16 @@ class Trainer {
   // Collective. params must be identical on every rank (broadcast beforehand).
   TrainSummary run(FlatBuffer& params);
 
+  // One optimizer step on global step `step` (epoch, step_in_epoch): read this rank's rows,
+  // forward, loss, backward, allreduce, update. Collective. Returns the global loss sum and
+  // correct count over the B rows. After warm-up it performs no heap allocation (tested).
+  struct StepStats {
+    double loss_sum = 0.0;
+    double correct = 0.0;
+  };
+  StepStats step(FlatBuffer& params, int64_t epoch, int64_t step_in_epoch, int64_t step);
+  double lr(int64_t step) const { return optimizer_.lr(step); }
+
  private:
   void run_eval(const FlatBuffer& params, int64_t step, int64_t epoch, TrainSummary& summary);
 
@@ -50,6 +61,8 @@ class Trainer {
   BatchSource* validation_;
   std::function<void(const std::string&)> metrics_;
   Progress& progress_;
+  FlatBuffer grads_;
+  Optimizer optimizer_;
 };
 
 }  // namespace tessera

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "core/data_order.h"
 #include "core/error.h"
@@ -14,9 +15,12 @@
 
 namespace tessera {
 
+static_assert(std::is_same_v<hsize_t, unsigned long long>, "hdf5_dataset.h spells hsize_t out");
+
 struct Hdf5Dataset::Open {
   h5::Handle file, x, y;
   int fd = -1;  // one plain descriptor per file for direct reads, shared by x and y
+  bool y_two_d = false;
   ~Open() {
     if (fd >= 0) ::close(fd);
   }
@@ -118,6 +122,7 @@ Hdf5Dataset::Hdf5Dataset(const std::vector<std::string>& paths, const std::strin
     }
     struct stat st {};
     if (stat(path.c_str(), &st) == 0) fi.bytes = st.st_size;
+    o->y_two_d = ys.size() == 2;
     o->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);  // -1 (e.g. EMFILE): HDF5 reads only
     o->raw_x = std::make_unique<RawRows>(o->x, path, fi.rows, features_, o->fd);
     if (labels) o->raw_y = std::make_unique<RawRows>(o->y, path, fi.rows, label_columns_, o->fd);
@@ -148,7 +153,7 @@ std::string Hdf5Dataset::where(int64_t row) const {
 namespace {
 
 // Reads the union of [starts[i], starts[i]+lens[i]) rows of dataset d (cols columns) into out.
-void read_blocks(hid_t d, const std::string& what, const std::vector<hsize_t>& starts,
+void read_blocks(hid_t d, const std::string& path, const std::string& name, const std::vector<hsize_t>& starts,
                  const std::vector<hsize_t>& lens, int64_t cols, bool two_d, hid_t mem_type,
                  void* out) {
   h5::Handle space(H5Dget_space(d));
@@ -162,23 +167,28 @@ void read_blocks(hid_t d, const std::string& what, const std::vector<hsize_t>& s
   hsize_t mdims[2] = {total, static_cast<hsize_t>(cols)};
   h5::Handle mem(H5Screate_simple(two_d ? 2 : 1, mdims, nullptr));
   if (H5Dread(d, mem_type, mem, space, H5P_DEFAULT, out) < 0) {
-    throw DataError("cannot read " + what + " (file damaged or truncated?)");
+    throw DataError("cannot read rows " + std::to_string(starts.front()) + ".." +
+                    std::to_string(starts.back() + lens.back() - 1) + " of " + path + " dataset '" + name +
+                    "' (file damaged or truncated?)");
   }
 }
 
-// Direct reads when the layout allows, HDF5's hyperslab read otherwise.
+// Direct reads when the layout allows, HDF5's hyperslab read otherwise. Error text is built
+// only on failure, so a step's reads never allocate.
 template <class T>
-void read_any(RawRows* raw, hid_t d, const std::string& what, const std::vector<hsize_t>& starts,
-              const std::vector<hsize_t>& lens, int64_t cols, bool two_d, hid_t mem_type, T* out) {
+void read_any(RawRows* raw, hid_t d, const std::string& path, const std::string& name,
+              const std::vector<hsize_t>& starts, const std::vector<hsize_t>& lens, int64_t cols, bool two_d,
+              hid_t mem_type, T* out) {
   if (raw != nullptr && raw->usable() && raw->read(starts.data(), lens.data(), starts.size(), out)) return;
-  read_blocks(d, what, starts, lens, cols, two_d, mem_type, out);
+  read_blocks(d, path, name, starts, lens, cols, two_d, mem_type, out);
 }
 
 }  // namespace
 
 void Hdf5Dataset::read_rows(const int64_t* rows, int64_t count, float* x, double* y) {
   int64_t i = 0;
-  std::vector<hsize_t> starts, lens;  // small; reused capacity is not worth a member here
+  std::vector<hsize_t>& starts = starts_;  // members: their capacity is reused every step
+  std::vector<hsize_t>& lens = lens_;
   while (i < count) {
     const size_t f = file_of(rows[i]);
     const int64_t file_end = info_[f].first_row + info_[f].rows;
@@ -197,11 +207,10 @@ void Hdf5Dataset::read_rows(const int64_t* rows, int64_t count, float* x, double
       ++i;
     }
     const Open& o = *open_[f];
-    read_any(o.raw_x.get(), o.x, info_[f].path + " dataset '" + x_name_ + "'", starts, lens, features_, true,
-             H5T_NATIVE_FLOAT, x + first * features_);
+    read_any(o.raw_x.get(), o.x, info_[f].path, x_name_, starts, lens, features_, true, H5T_NATIVE_FLOAT,
+             x + first * features_);
     if (y != nullptr && o.y.valid()) {
-      const bool y2 = h5::shape(o.y).size() == 2;
-      read_any(o.raw_y.get(), o.y, info_[f].path + " dataset '" + y_name_ + "'", starts, lens, label_columns_, y2,
+      read_any(o.raw_y.get(), o.y, info_[f].path, y_name_, starts, lens, label_columns_, o.y_two_d,
                H5T_NATIVE_DOUBLE, y + first * label_columns_);
     }
   }
@@ -213,16 +222,15 @@ void Hdf5Dataset::read_range(int64_t begin, int64_t end, float* x, double* y) {
   while (r < end) {
     const size_t f = file_of(r);
     const int64_t stop = std::min(end, info_[f].first_row + info_[f].rows);
-    const std::vector<hsize_t> starts{static_cast<hsize_t>(r - info_[f].first_row)};
-    const std::vector<hsize_t> lens{static_cast<hsize_t>(stop - r)};
+    starts_.assign(1, static_cast<hsize_t>(r - info_[f].first_row));
+    lens_.assign(1, static_cast<hsize_t>(stop - r));
     const Open& o = *open_[f];
     if (x != nullptr) {
-      read_any(o.raw_x.get(), o.x, info_[f].path + " dataset '" + x_name_ + "'", starts, lens, features_, true,
-               H5T_NATIVE_FLOAT, x + (r - begin) * features_);
+      read_any(o.raw_x.get(), o.x, info_[f].path, x_name_, starts_, lens_, features_, true, H5T_NATIVE_FLOAT,
+               x + (r - begin) * features_);
     }
     if (y != nullptr && o.y.valid()) {
-      const bool y2 = h5::shape(o.y).size() == 2;
-      read_any(o.raw_y.get(), o.y, info_[f].path + " dataset '" + y_name_ + "'", starts, lens, label_columns_, y2,
+      read_any(o.raw_y.get(), o.y, info_[f].path, y_name_, starts_, lens_, label_columns_, o.y_two_d,
                H5T_NATIVE_DOUBLE, y + (r - begin) * label_columns_);
     }
     r = stop;

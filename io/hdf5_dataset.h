@@ -56,6 +56,7 @@ class Hdf5Dataset {
   std::string x_name_, y_name_;
   std::vector<Hdf5FileInfo> info_;
   std::vector<std::unique_ptr<Open>> open_;
+  std::vector<unsigned long long> starts_, lens_;  // hsize_t row runs of the current read (reused, no per-step heap)
   int64_t rows_ = 0, features_ = 0, label_columns_ = 1;
   bool labels_integer_ = true;
 };
