@@ -1,5 +1,6 @@
 // `tessera train`: parse and agree on the config, open the data, build the model, broadcast
 // the initial weights, train, and write the run directory (DESIGN §5).
+#include <sched.h>
 #include <tbb/global_control.h>
 
 #include <algorithm>
@@ -73,6 +74,10 @@ int set_threads(int64_t requested, const Communicator& comm) {
   if (threads <= 0) {
     const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     threads = std::max(1, cores / std::max(1, comm.local_size()));
+    // mpirun binds each rank to one core by default for np <= 2: never start more threads
+    // than the CPUs this process may run on.
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) == 0) threads = std::min(threads, std::max(1, CPU_COUNT(&allowed)));
   }
   static std::unique_ptr<tbb::global_control> control;
   control = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,
