@@ -74,6 +74,12 @@ void gemm_tile(int64_t rows, int64_t cols, int64_t depth, const T* a, int64_t ld
                                                                                  blocking);
 }
 
+// for_tiles with this engine's tile size.
+template <class Tile>
+void for_eigen_tiles(int64_t m, int64_t n, const Tile& tile) {
+  for_tiles(m, n, kTileRows, kTileCols, tile);
+}
+
 // Zeroes rows [r0, r1) x columns [c0, c1) of a row-major matrix with leading dim ld.
 template <class T>
 void zero_tile(T* c, int64_t ld, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
@@ -96,7 +102,7 @@ void relu_tile(T* c, int64_t ld, int64_t r0, int64_t r1, int64_t c0, int64_t c1)
 template <class T>
 void eigen_dense_forward(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t in,
                          int64_t out, bool relu) {
-  for_tiles(n, out, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  for_eigen_tiles(n, out, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     // The tile starts as the bias and the product accumulates onto it: one pass over y instead
     // of zeroing it and adding the bias afterwards.
     if (b == nullptr) {
@@ -116,7 +122,7 @@ template <class T>
 void eigen_dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n,
                           int64_t in, int64_t out) {
   // dw (out, in) = dyᵀ·x: tiles of dw, each reducing over all n rows in one product.
-  for_tiles(out, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  for_eigen_tiles(out, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     zero_tile(dw, in, r0, r1, c0, c1);
     // dyᵀ rows [r0, r1) are dy's columns, i.e. dy read column-major from dy + r0.
     gemm_tile<T, Eigen::ColMajor, Eigen::RowMajor>(r1 - r0, c1 - c0, n, dy + r0, out, x + c0, in,
@@ -125,7 +131,7 @@ void eigen_dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* 
   if (db != nullptr) bias_backward(dy, db, n, out);
   if (dx != nullptr) {
     // dx (n, in) = dy·w.
-    for_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    for_eigen_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
       zero_tile(dx, in, r0, r1, c0, c1);
       gemm_tile<T, Eigen::RowMajor, Eigen::RowMajor>(r1 - r0, c1 - c0, out, dy + r0 * out, out,
                                                      w + c0, in, dx + r0 * in + c0, in);

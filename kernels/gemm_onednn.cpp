@@ -3,9 +3,9 @@
 // optional ReLU fused into its epilogue. Primitives are cached per tile shape; each thread owns
 // its stream, memory objects and scratchpad per primitive, so concurrent tiles share nothing
 // mutable and steady-state calls create nothing.
-#include "kernels/gemm_engines.h"
-
 #include <stdexcept>
+
+#include "kernels/gemm_engines.h"
 
 #if TESSERA_GEMM_ONEDNN
 
@@ -134,6 +134,12 @@ ThreadState& thread_state(Primitive& p) {
   return s;
 }
 
+// for_tiles with this engine's tile size.
+template <class Tile>
+void for_onednn_tiles(int64_t m, int64_t n, const Tile& tile) {
+  for_tiles(m, n, kOneDnnTileRows, kOneDnnTileCols, tile);
+}
+
 // Runs one tile product on the calling thread. Debian's oneDNN uses the OpenMP runtime: with more
 // than one OpenMP thread every call would start its own team inside a oneTBB task, so the
 // calling thread is set to one (cheap; it also makes the primitive's choice of kernel, made at
@@ -160,7 +166,7 @@ bool onednn_available() { return true; }
 // x (n, in), w (out, in), b (out) or nullptr -> y (n, out) = x·wᵀ + b [relu]
 void onednn_dense_forward(const float* x, const float* w, const float* b, float* y, int64_t n,
                           int64_t in, int64_t out, bool relu) {
-  for_tiles(n, out, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  for_onednn_tiles(n, out, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     // A = x rows, B = wᵀ columns [c0, c1) (w rows read with strides (1, in)).
     const TileKey key = tile_key(r1 - r0, c1 - c0, in, in, 1, 1, in, out, b != nullptr, relu);
     run_tile(key, x + r0 * in, w + c0 * in, b == nullptr ? nullptr : b + c0, y + r0 * out + c0);
@@ -171,14 +177,14 @@ void onednn_dense_forward(const float* x, const float* w, const float* b, float*
 void onednn_dense_backward(const float* dy, const float* x, const float* w, float* dw, float* db,
                            float* dx, int64_t n, int64_t in, int64_t out) {
   // dw (out, in) = dyᵀ·x: A = dy's columns [r0, r1) read transposed (strides (1, out)).
-  for_tiles(out, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  for_onednn_tiles(out, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     const TileKey key = tile_key(r1 - r0, c1 - c0, n, 1, out, in, 1, in, false, false);
     run_tile(key, dy + r0, x + c0, nullptr, dw + r0 * in + c0);
   });
   if (db != nullptr) bias_backward(dy, db, n, out);
   if (dx != nullptr) {
     // dx (n, in) = dy·w: A = dy rows, B = w's columns [c0, c1).
-    for_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    for_onednn_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
       const TileKey key = tile_key(r1 - r0, c1 - c0, out, out, 1, in, 1, in, false, false);
       run_tile(key, dy + r0 * out, w + c0, nullptr, dx + r0 * in + c0);
     });
@@ -194,8 +200,9 @@ namespace tessera::kernels {
 bool onednn_available() { return false; }
 
 [[noreturn]] static void no_onednn() {
-  throw std::logic_error("this tessera build has no oneDNN engine (configure with "
-                         "-DTESSERA_GEMM=onednn)");
+  throw std::logic_error(
+      "this tessera build has no oneDNN engine (configure with "
+      "-DTESSERA_GEMM=onednn)");
 }
 
 void onednn_dense_forward(const float*, const float*, const float*, float*, int64_t, int64_t,

@@ -315,8 +315,10 @@ TEST(Dense, StepAllocationsBoundedAndConstant) {
   for (const Shape s : kAllocShapes) {
     const DenseInputs<float> d(s);
     DenseRun<float> r = d.run();
-    const auto tiles = [](int64_t m, int64_t n) {
-      return ((m + kTileRows - 1) / kTileRows) * ((n + kTileCols - 1) / kTileCols);
+    const int64_t tr = onednn ? kOneDnnTileRows : kTileRows;
+    const int64_t tc = onednn ? kOneDnnTileCols : kTileCols;
+    const auto tiles = [&](int64_t m, int64_t n) {
+      return ((m + tr - 1) / tr) * ((n + tc - 1) / tc);
     };
     // forward + fused-relu forward + dw + dx tiles of one counted step.
     const int64_t step_tiles =
