@@ -1,6 +1,7 @@
 // The linear and mlp models: a stack of nn.Linear layers with an activation between them.
 // Parameters and gradients are flat buffers owned by the caller; the model owns only its
-// activation arena, sized once for max_rows, so forward and backward never allocate.
+// activation arena, sized once for max_rows, so forward and backward allocate nothing of their
+// own (the oneDNN engine allocates a constant few blocks per GEMM call; see kernels/dense.h).
 #pragma once
 
 #include <cstdint>

@@ -2,7 +2,9 @@
 // Every product is cut into fixed output tiles (independent of the thread count), each tile one
 // single-threaded engine call, so the bits do not depend on how many threads run. float goes
 // through the GEMM engine chosen at build time (TESSERA_GEMM: oneDNN or Eigen); double always
-// uses Eigen (gradient checks). Outputs must not alias inputs.
+// uses Eigen (gradient checks). Outputs must not alias inputs. The Eigen engine never allocates;
+// oneDNN allocates a constant few small blocks inside each primitive call (its execution
+// context), none of them ours.
 #pragma once
 
 #include <cstdint>
