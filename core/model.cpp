@@ -1,6 +1,7 @@
 // Model forward/backward as a sequence of kernel calls over arena buffers (llm.c style):
 // z_l = a_{l-1}·W_lᵀ + b_l, a_l = act(z_l) for hidden layers, out = z_L. For relu the
-// activation is fused into the GEMM's epilogue and only a_l is kept (relu' comes from a_l).
+// activation is fused into the forward GEMM's epilogue and its backward into the dx GEMM's, and
+// only a_l is kept (relu' comes from a_l).
 #include "core/model.h"
 
 #include <cmath>
@@ -95,14 +96,20 @@ void BasicModel<T>::backward(const T* params, const T* x, T* dout, T* grads, int
     const int64_t fin = spec_.sizes[l], fout = spec_.sizes[l + 1];
     const T* in = l == 0 ? x : a_[l - 1].data();
     T* da_prev = l == 0 ? nullptr : (dz == scratch_a_.data() ? scratch_b_.data() : scratch_a_.data());
-    kernels::dense_backward(dz, in, params + spec_.weight_offset(l), grads + spec_.weight_offset(l),
-                            grads + spec_.bias_offset(l), da_prev, n, fin, fout);
+    const T* w = params + spec_.weight_offset(l);
+    if (l > 0 && fused_relu()) {
+      // in = a_{l-1} = relu(z_{l-1}): relu's backward runs on each dx tile in the same pass, so
+      // da_prev comes out as the gradient w.r.t. z_{l-1}.
+      kernels::dense_backward_relu(dz, in, w, grads + spec_.weight_offset(l),
+                                   grads + spec_.bias_offset(l), da_prev, n, fin, fout);
+      dz = da_prev;
+      continue;
+    }
+    kernels::dense_backward(dz, in, w, grads + spec_.weight_offset(l), grads + spec_.bias_offset(l),
+                            da_prev, n, fin, fout);
     if (l > 0) {
-      // Fused relu kept no z: relu'(z) is read from a = relu(z), as a > 0 exactly where z > 0
-      // (and a NaN stays NaN), so a stands in for z.
-      const T* z = fused_relu() ? a_[l - 1].data() : z_[l - 1].data();
-      kernels::activation_backward(spec_.activation, z, a_[l - 1].data(), da_prev, da_prev,
-                                   n * fin);
+      kernels::activation_backward(spec_.activation, z_[l - 1].data(), a_[l - 1].data(), da_prev,
+                                   da_prev, n * fin);
       dz = da_prev;
     }
   }

@@ -120,7 +120,7 @@ void eigen_dense_forward(const T* x, const T* w, const T* b, T* y, int64_t n, in
 // dy (n, out), x (n, in), w (out, in) -> dw (out, in), db (out), dx (n, in); all overwritten.
 template <class T>
 void eigen_dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n,
-                          int64_t in, int64_t out) {
+                          int64_t in, int64_t out, bool relu_dx) {
   // dw (out, in) = dyᵀ·x: tiles of dw, each reducing over all n rows in one product.
   for_eigen_tiles(out, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     zero_tile(dw, in, r0, r1, c0, c1);
@@ -135,6 +135,7 @@ void eigen_dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* 
       zero_tile(dx, in, r0, r1, c0, c1);
       gemm_tile<T, Eigen::RowMajor, Eigen::RowMajor>(r1 - r0, c1 - c0, out, dy + r0 * out, out,
                                                      w + c0, in, dx + r0 * in + c0, in);
+      if (relu_dx) relu_backward_tile(x, dx, in, r0, r1, c0, c1);
     });
   }
 }
@@ -178,6 +179,16 @@ void dense_forward_relu(const T* x, const T* w, const T* b, T* y, int64_t n, int
 }
 
 template <class T>
+void dense_backward_relu(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n,
+                         int64_t in, int64_t out) {
+  if constexpr (std::is_same_v<T, float> && TESSERA_GEMM_ONEDNN) {
+    onednn_dense_backward(dy, x, w, dw, db, dx, n, in, out, true);
+  } else {
+    eigen_dense_backward(dy, x, w, dw, db, dx, n, in, out, true);
+  }
+}
+
+template <class T>
 void dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n, int64_t in,
                     int64_t out) {
   if constexpr (std::is_same_v<T, float> && TESSERA_GEMM_ONEDNN) {
@@ -191,7 +202,9 @@ void dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, in
   template void eigen_dense_forward<T>(const T*, const T*, const T*, T*, int64_t, int64_t,      \
                                        int64_t, bool);                                         \
   template void eigen_dense_backward<T>(const T*, const T*, const T*, T*, T*, T*, int64_t,      \
-                                        int64_t, int64_t);                                     \
+                                        int64_t, int64_t, bool);                               \
+  template void dense_backward_relu<T>(const T*, const T*, const T*, T*, T*, T*, int64_t,       \
+                                       int64_t, int64_t);                                      \
   template void bias_backward<T>(const T*, T*, int64_t, int64_t);                              \
   template void dense_forward_relu<T>(const T*, const T*, const T*, T*, int64_t, int64_t,       \
                                       int64_t);

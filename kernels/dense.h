@@ -30,6 +30,14 @@ template <class T>
 void dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n,
                     int64_t in, int64_t out);
 
+// dense_backward for a layer whose input x is a relu output, with relu's backward fused into
+// the dx product: dx = (dy·w) ⊙ [x > 0], the gradient w.r.t. the previous layer's
+// pre-activation. Bitwise equal to dense_backward followed by activation_backward(kRelu) with
+// z = a = x. dw and db as dense_backward.
+template <class T>
+void dense_backward_relu(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n,
+                         int64_t in, int64_t out);
+
 // The engine behind the float products: "onednn" or "eigen".
 const char* gemm_engine_name();
 

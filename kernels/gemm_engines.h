@@ -21,9 +21,10 @@ inline constexpr int64_t kOneDnnTileCols = 256;
 template <class T>
 void eigen_dense_forward(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t in,
                          int64_t out, bool relu);
+// relu_dx: x is a relu output and dx comes out as dense_backward_relu's (masked by x > 0).
 template <class T>
 void eigen_dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n,
-                          int64_t in, int64_t out);
+                          int64_t in, int64_t out, bool relu_dx = false);
 
 // Whether this build has the oneDNN engine (TESSERA_GEMM=onednn).
 bool onednn_available();
@@ -33,7 +34,7 @@ bool onednn_available();
 void onednn_dense_forward(const float* x, const float* w, const float* b, float* y, int64_t n,
                           int64_t in, int64_t out, bool relu);
 void onednn_dense_backward(const float* dy, const float* x, const float* w, float* dw, float* db,
-                           float* dx, int64_t n, int64_t in, int64_t out);
+                           float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx = false);
 
 // Calls tile(r0, r1, c0, c1) for each fixed tile_rows x tile_cols tile of an (m, n) output,
 // possibly in parallel.
@@ -44,6 +45,19 @@ void for_tiles(int64_t m, int64_t n, int64_t tile_rows, int64_t tile_cols, const
 // thread count and engine.
 template <class T>
 void bias_backward(const T* dy, T* db, int64_t n, int64_t out);
+
+// Rows [r0, r1) x columns [c0, c1) of d (leading dim ld): d = 0 where a <= 0, as
+// activation_backward's relu computes it with z = a (a = relu(z) > 0 exactly where z > 0). Run
+// on a gradient tile right after its product, while it is in cache.
+template <class T>
+void relu_backward_tile(const T* a, T* d, int64_t ld, int64_t r0, int64_t r1, int64_t c0,
+                        int64_t c1) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* ar = a + r * ld;
+    T* dr = d + r * ld;
+    for (int64_t c = c0; c < c1; ++c) dr[c] = ar[c] <= T(0) ? T(0) : dr[c];
+  }
+}
 
 }  // namespace tessera::kernels
 

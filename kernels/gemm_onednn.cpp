@@ -175,7 +175,7 @@ void onednn_dense_forward(const float* x, const float* w, const float* b, float*
 
 // dy (n, out), x (n, in), w (out, in) -> dw (out, in), db (out), dx (n, in); all overwritten.
 void onednn_dense_backward(const float* dy, const float* x, const float* w, float* dw, float* db,
-                           float* dx, int64_t n, int64_t in, int64_t out) {
+                           float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx) {
   // dw (out, in) = dyᵀ·x: A = dy's columns [r0, r1) read transposed (strides (1, out)).
   for_onednn_tiles(out, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     const TileKey key = tile_key(r1 - r0, c1 - c0, n, 1, out, in, 1, in, false, false);
@@ -187,6 +187,7 @@ void onednn_dense_backward(const float* dy, const float* x, const float* w, floa
     for_onednn_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
       const TileKey key = tile_key(r1 - r0, c1 - c0, out, out, 1, in, 1, in, false, false);
       run_tile(key, dy + r0 * out, w + c0, nullptr, dx + r0 * in + c0);
+      if (relu_dx) relu_backward_tile(x, dx, in, r0, r1, c0, c1);
     });
   }
 }
@@ -210,7 +211,7 @@ void onednn_dense_forward(const float*, const float*, const float*, float*, int6
   no_onednn();
 }
 void onednn_dense_backward(const float*, const float*, const float*, float*, float*, float*,
-                           int64_t, int64_t, int64_t) {
+                           int64_t, int64_t, int64_t, bool) {
   no_onednn();
 }
 
