@@ -30,7 +30,9 @@ void eigen_dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* 
 bool onednn_available();
 
 // oneDNN matmul primitives, float only. Primitives and per-thread execution state are created on
-// first use of each tile shape and reused after. Thread-safe; throws if !onednn_available().
+// first use of each tile shape and reused after. Thread-safe within oneTBB's default arena (and
+// from threads outside any arena), not across concurrently running explicit task_arenas.
+// Throws std::logic_error if !onednn_available(), std::runtime_error if oneDNN fails.
 void onednn_dense_forward(const float* x, const float* w, const float* b, float* y, int64_t n,
                           int64_t in, int64_t out, bool relu);
 void onednn_dense_backward(const float* dy, const float* x, const float* w, float* dw, float* db,

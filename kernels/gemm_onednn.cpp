@@ -3,9 +3,9 @@
 // optional ReLU fused into its epilogue. Primitives are cached per tile shape; each thread owns
 // its stream, memory objects and scratchpad per primitive, so concurrent tiles share nothing
 // mutable and steady-state calls create nothing.
-#include <stdexcept>
-
 #include "kernels/gemm_engines.h"
+
+#include <stdexcept>
 
 #if TESSERA_GEMM_ONEDNN
 
@@ -63,7 +63,9 @@ struct ThreadState {
 // a thread that meets this tile shape for the first time in a later step still finds its state
 // ready (lazily created per-thread state would make that step allocate). Threads outside an
 // arena (a kernel called with a single tile before oneTBB ever ran) share no slot: they use
-// `others`, created on their first call.
+// `others`, created on their first call. Slots are per arena index, so two explicit
+// tbb::task_arena running these kernels at once would collide; tessera uses only the default
+// arena (the contract in gemm_engines.h).
 struct Primitive {
   dnnl::matmul matmul;
   memory::desc a_md, b_md, bias_md, c_md, scratchpad_md;
