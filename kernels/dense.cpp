@@ -127,8 +127,8 @@ void eigen_dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* 
     // dyᵀ rows [r0, r1) are dy's columns, i.e. dy read column-major from dy + r0.
     gemm_tile<T, Eigen::ColMajor, Eigen::RowMajor>(r1 - r0, c1 - c0, n, dy + r0, out, x + c0, in,
                                                    dw + r0 * in + c0, in);
+    if (db != nullptr && c0 == 0) bias_backward_cols(dy, db, n, out, r0, r1);
   });
-  if (db != nullptr) bias_backward(dy, db, n, out);
   if (dx != nullptr) {
     // dx (n, in) = dy·w.
     for_eigen_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
@@ -138,18 +138,6 @@ void eigen_dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* 
       if (relu_dx) relu_backward_tile(x, dx, in, r0, r1, c0, c1);
     });
   }
-}
-
-// db (out) = Σ_rows dy: column tiles, rows added in order (fixed per column).
-template <class T>
-void bias_backward(const T* dy, T* db, int64_t n, int64_t out) {
-  for_chunks(out, kTileCols, [&](int64_t c0, int64_t c1) {
-    std::fill(db + c0, db + c1, T(0));
-    for (int64_t r = 0; r < n; ++r) {
-      const T* row = dy + r * out;
-      for (int64_t o = c0; o < c1; ++o) db[o] += row[o];
-    }
-  });
 }
 
 #if TESSERA_GEMM_ONEDNN
@@ -205,7 +193,6 @@ void dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, in
                                         int64_t, int64_t, bool);                               \
   template void dense_backward_relu<T>(const T*, const T*, const T*, T*, T*, T*, int64_t,       \
                                        int64_t, int64_t);                                      \
-  template void bias_backward<T>(const T*, T*, int64_t, int64_t);                              \
   template void dense_forward_relu<T>(const T*, const T*, const T*, T*, int64_t, int64_t,       \
                                       int64_t);
 TESSERA_DENSE_INSTANTIATE(float)

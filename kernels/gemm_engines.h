@@ -43,10 +43,6 @@ void onednn_dense_backward(const float* dy, const float* x, const float* w, floa
 template <class Tile>
 void for_tiles(int64_t m, int64_t n, int64_t tile_rows, int64_t tile_cols, const Tile& tile);
 
-// db (out) = Σ_rows dy over fixed column chunks, rows added in order: the same bits for any
-// thread count and engine.
-template <class T>
-void bias_backward(const T* dy, T* db, int64_t n, int64_t out);
 
 // Rows [r0, r1) x columns [c0, c1) of d (leading dim ld): d = 0 where a <= 0, as
 // activation_backward's relu computes it with z = a (a = relu(z) > 0 exactly where z > 0). Run
@@ -58,6 +54,18 @@ void relu_backward_tile(const T* a, T* d, int64_t ld, int64_t r0, int64_t r1, in
     const T* ar = a + r * ld;
     T* dr = d + r * ld;
     for (int64_t c = c0; c < c1; ++c) dr[c] = ar[c] <= T(0) ? T(0) : dr[c];
+  }
+}
+
+// db[c0, c1) = Σ_rows dy[:, c0, c1), rows added in order: the same bits however the columns are
+// split. Run by the dw tile that starts at column 0 of dw rows [c0, c1) (dy's columns), right
+// after its product has streamed those columns of dy, instead of a separate sweep over dy.
+template <class T>
+void bias_backward_cols(const T* dy, T* db, int64_t n, int64_t out, int64_t c0, int64_t c1) {
+  for (int64_t o = c0; o < c1; ++o) db[o] = T(0);
+  for (int64_t r = 0; r < n; ++r) {
+    const T* row = dy + r * out;
+    for (int64_t o = c0; o < c1; ++o) db[o] += row[o];
   }
 }
 

@@ -182,8 +182,8 @@ void onednn_dense_backward(const float* dy, const float* x, const float* w, floa
   for_onednn_tiles(out, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     const TileKey key = tile_key(r1 - r0, c1 - c0, n, 1, out, in, 1, in, false, false);
     run_tile(key, dy + r0, x + c0, nullptr, dw + r0 * in + c0);
+    if (db != nullptr && c0 == 0) bias_backward_cols(dy, db, n, out, r0, r1);
   });
-  if (db != nullptr) bias_backward(dy, db, n, out);
   if (dx != nullptr) {
     // dx (n, in) = dy·w: A = dy rows, B = w's columns [c0, c1).
     for_onednn_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
