@@ -1,6 +1,7 @@
-// Throughput of the dense GEMM kernels at the reference MLP's shapes (784-1024-1024-10, batch
-// 128 and 256) and of the flat optimizer steps, for 1 and 2 oneTBB threads. Every shape is
-// validated once against a naive double reference before timing; a wrong kernel aborts.
+// Throughput of the dense GEMM kernels of each engine (engine 0 = Eigen, 1 = oneDNN) at the
+// reference MLP's shapes (784-1024-1024-10, batch 128 and 256) and of the flat optimizer steps,
+// for 1 and 2 oneTBB threads. Every (engine, shape) is validated once against a naive double
+// reference before timing; a wrong kernel aborts.
 #include <benchmark/benchmark.h>
 #include <tbb/global_control.h>
 
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "kernels/dense.h"
+#include "kernels/gemm_engines.h"
 #include "kernels/optim.h"
 
 namespace {
@@ -48,12 +50,34 @@ void check(const char* what, const std::vector<float>& got, const std::vector<do
   }
 }
 
+// The engines compared: index 0 Eigen, 1 oneDNN (when built in).
+constexpr int64_t kEigen = 0, kOneDnn = 1;
+
+void engine_forward(int64_t engine, const float* x, const float* w, const float* b, float* y,
+                    int64_t n, int64_t in, int64_t out, bool relu) {
+  if (engine == kOneDnn) {
+    onednn_dense_forward(x, w, b, y, n, in, out, relu);
+  } else {
+    eigen_dense_forward(x, w, b, y, n, in, out, relu);
+  }
+}
+
+void engine_backward(int64_t engine, const float* dy, const float* x, const float* w, float* dw,
+                     float* db, float* dx, int64_t n, int64_t in, int64_t out) {
+  if (engine == kOneDnn) {
+    onednn_dense_backward(dy, x, w, dw, db, dx, n, in, out);
+  } else {
+    eigen_dense_backward(dy, x, w, dw, db, dx, n, in, out);
+  }
+}
+
 // One layer's operands: x (n, in), w (out, in), b (out), dy (n, out) and the outputs.
 struct Layer {
-  int64_t n, in, out;
+  int64_t engine, n, in, out;
   std::vector<float> x, w, b, dy, y, dw, db, dx;
-  Layer(int64_t n_, int64_t in_, int64_t out_)
-      : n(n_),
+  Layer(int64_t engine_, int64_t n_, int64_t in_, int64_t out_)
+      : engine(engine_),
+        n(n_),
         in(in_),
         out(out_),
         x(random_floats(n * in, 1)),
@@ -67,8 +91,9 @@ struct Layer {
 
   // Runs forward + backward once and compares every output with naive double loops.
   void validate() {
-    dense_forward(x.data(), w.data(), b.data(), y.data(), n, in, out);
-    dense_backward(dy.data(), x.data(), w.data(), dw.data(), db.data(), dx.data(), n, in, out);
+    engine_forward(engine, x.data(), w.data(), b.data(), y.data(), n, in, out, false);
+    engine_backward(engine, dy.data(), x.data(), w.data(), dw.data(), db.data(), dx.data(), n, in,
+                    out);
     std::vector<double> want(n * out), mag(n * out);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t o = 0; o < out; ++o) {
@@ -110,13 +135,13 @@ struct Layer {
   }
 };
 
-// Builds the layer for the benchmark's (n, in, out) args, validating each shape only once.
+// Builds the layer for the benchmark's (engine, n, in, out) args, validating each only once.
 Layer make_layer(const benchmark::State& state) {
   static std::mutex mu;
-  static std::set<std::tuple<int64_t, int64_t, int64_t>> validated;
-  Layer layer(state.range(0), state.range(1), state.range(2));
+  static std::set<std::tuple<int64_t, int64_t, int64_t, int64_t>> validated;
+  Layer layer(state.range(0), state.range(1), state.range(2), state.range(3));
   std::lock_guard<std::mutex> lock(mu);
-  if (validated.insert({layer.n, layer.in, layer.out}).second) layer.validate();
+  if (validated.insert({layer.engine, layer.n, layer.in, layer.out}).second) layer.validate();
   return layer;
 }
 
@@ -128,47 +153,54 @@ void set_flop_counters(benchmark::State& state, double flops_per_iter, int64_t t
       100.0 * flops / (kPeakPerThread * double(threads)), benchmark::Counter::kIsRate);
 }
 
-// Args: n, in, out, threads.
+// Args: engine, n, in, out, threads, relu (fused ReLU epilogue).
 void BM_DenseForward(benchmark::State& state) {
   Layer l = make_layer(state);
-  const int64_t threads = state.range(3);
+  const int64_t threads = state.range(4);
+  const bool relu = state.range(5) != 0;
   tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
   for (auto _ : state) {
-    dense_forward(l.x.data(), l.w.data(), l.b.data(), l.y.data(), l.n, l.in, l.out);
+    engine_forward(l.engine, l.x.data(), l.w.data(), l.b.data(), l.y.data(), l.n, l.in, l.out,
+                   relu);
     benchmark::DoNotOptimize(l.y.data());
     benchmark::ClobberMemory();
   }
   set_flop_counters(state, 2.0 * double(l.n * l.in * l.out), threads);
 }
 
-// Args: n, in, out, threads, with_dx (0 for a first layer, whose dx nobody needs).
+// Args: engine, n, in, out, threads, with_dx (0 for a first layer, whose dx nobody needs).
 void BM_DenseBackward(benchmark::State& state) {
   Layer l = make_layer(state);
-  const int64_t threads = state.range(3);
-  const bool with_dx = state.range(4) != 0;
+  const int64_t threads = state.range(4);
+  const bool with_dx = state.range(5) != 0;
   tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
   for (auto _ : state) {
-    dense_backward(l.dy.data(), l.x.data(), l.w.data(), l.dw.data(), l.db.data(),
-                   with_dx ? l.dx.data() : nullptr, l.n, l.in, l.out);
+    engine_backward(l.engine, l.dy.data(), l.x.data(), l.w.data(), l.dw.data(), l.db.data(),
+                    with_dx ? l.dx.data() : nullptr, l.n, l.in, l.out);
     benchmark::DoNotOptimize(l.dw.data());
     benchmark::ClobberMemory();
   }
   set_flop_counters(state, (with_dx ? 4.0 : 2.0) * double(l.n * l.in * l.out), threads);
 }
 
-// The reference MLP's three layers at batch 256 and 128, on 1 and 2 threads.
+// The reference MLP's three layers at batch 256 and 128, on 1 and 2 threads, for each engine
+// built in. Forward runs with the fused ReLU of the hidden layers (not for the 10-wide output
+// layer); backward with and without dx.
 void mlp_shapes(benchmark::internal::Benchmark* b, bool backward) {
-  for (int64_t n : {256, 128})
-    for (auto [in, out] : {std::pair<int64_t, int64_t>{784, 1024}, {1024, 1024}, {1024, 10}})
-      for (int64_t threads : {1, 2}) {
-        if (!backward) {
-          b->Args({n, in, out, threads});
-        } else {
-          for (int64_t with_dx : {1, 0}) b->Args({n, in, out, threads, with_dx});
+  for (int64_t engine : {kEigen, kOneDnn}) {
+    if (engine == kOneDnn && !onednn_available()) continue;
+    for (int64_t n : {256, 128})
+      for (auto [in, out] : {std::pair<int64_t, int64_t>{784, 1024}, {1024, 1024}, {1024, 10}})
+        for (int64_t threads : {1, 2}) {
+          if (!backward) {
+            b->Args({engine, n, in, out, threads, out == 10 ? 0 : 1});
+          } else {
+            for (int64_t with_dx : {1, 0}) b->Args({engine, n, in, out, threads, with_dx});
+          }
         }
-      }
-  b->ArgNames(backward ? std::vector<std::string>{"n", "in", "out", "threads", "dx"}
-                       : std::vector<std::string>{"n", "in", "out", "threads"});
+  }
+  b->ArgNames(backward ? std::vector<std::string>{"onednn", "n", "in", "out", "threads", "dx"}
+                       : std::vector<std::string>{"onednn", "n", "in", "out", "threads", "relu"});
   b->UseRealTime()->Unit(benchmark::kMicrosecond);
 }
 

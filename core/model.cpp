@@ -1,5 +1,7 @@
 // Model forward/backward as a sequence of kernel calls over arena buffers (llm.c style):
-// z_l = a_{l-1}·W_lᵀ + b_l, a_l = act(z_l) for hidden layers, out = z_L.
+// z_l = a_{l-1}·W_lᵀ + b_l, a_l = act(z_l) for hidden layers, out = z_L. For relu the
+// activation is fused into the forward GEMM's epilogue and its backward into the dx GEMM's, and
+// only a_l is kept (relu' comes from a_l).
 #include "core/model.h"
 
 #include <cmath>
@@ -55,8 +57,9 @@ BasicModel<T>::BasicModel(ModelSpec spec, int64_t max_rows)
   for (int64_t s : spec_.sizes) widest = std::max(widest, s);
   for (int l = 0; l < spec_.layers(); ++l) {
     const size_t n = static_cast<size_t>(max_rows_ * spec_.sizes[l + 1]);
-    z_.emplace_back(n);
-    a_.emplace_back(l + 1 < spec_.layers() ? n : 0);
+    const bool hidden = l + 1 < spec_.layers();
+    z_.emplace_back(hidden && fused_relu() ? 0 : n);
+    a_.emplace_back(hidden ? n : 0);
   }
   scratch_a_.resize(static_cast<size_t>(max_rows_ * widest));
   scratch_b_.resize(static_cast<size_t>(max_rows_ * widest));
@@ -68,9 +71,15 @@ T* BasicModel<T>::forward(const T* params, const T* x, int64_t n) {
   const T* in = x;
   for (int l = 0; l < spec_.layers(); ++l) {
     const int64_t fin = spec_.sizes[l], fout = spec_.sizes[l + 1];
+    const T* w = params + spec_.weight_offset(l);
+    const T* b = params + spec_.bias_offset(l);
+    if (l + 1 < spec_.layers() && fused_relu()) {
+      kernels::dense_forward_relu(in, w, b, a_[l].data(), n, fin, fout);
+      in = a_[l].data();
+      continue;
+    }
     T* z = z_[l].data();
-    kernels::dense_forward(in, params + spec_.weight_offset(l), params + spec_.bias_offset(l), z,
-                           n, fin, fout);
+    kernels::dense_forward(in, w, b, z, n, fin, fout);
     if (l + 1 < spec_.layers()) {
       kernels::activation_forward(spec_.activation, z, a_[l].data(), n * fout);
       in = a_[l].data();
@@ -87,8 +96,17 @@ void BasicModel<T>::backward(const T* params, const T* x, T* dout, T* grads, int
     const int64_t fin = spec_.sizes[l], fout = spec_.sizes[l + 1];
     const T* in = l == 0 ? x : a_[l - 1].data();
     T* da_prev = l == 0 ? nullptr : (dz == scratch_a_.data() ? scratch_b_.data() : scratch_a_.data());
-    kernels::dense_backward(dz, in, params + spec_.weight_offset(l), grads + spec_.weight_offset(l),
-                            grads + spec_.bias_offset(l), da_prev, n, fin, fout);
+    const T* w = params + spec_.weight_offset(l);
+    if (l > 0 && fused_relu()) {
+      // in = a_{l-1} = relu(z_{l-1}): relu's backward runs on each dx tile in the same pass, so
+      // da_prev comes out as the gradient w.r.t. z_{l-1}.
+      kernels::dense_backward_relu(dz, in, w, grads + spec_.weight_offset(l),
+                                   grads + spec_.bias_offset(l), da_prev, n, fin, fout);
+      dz = da_prev;
+      continue;
+    }
+    kernels::dense_backward(dz, in, w, grads + spec_.weight_offset(l), grads + spec_.bias_offset(l),
+                            da_prev, n, fin, fout);
     if (l > 0) {
       kernels::activation_backward(spec_.activation, z_[l - 1].data(), a_[l - 1].data(), da_prev,
                                    da_prev, n * fin);

@@ -1,6 +1,7 @@
 // The linear and mlp models: a stack of nn.Linear layers with an activation between them.
 // Parameters and gradients are flat buffers owned by the caller; the model owns only its
-// activation arena, sized once for max_rows, so forward and backward never allocate.
+// activation arena, sized once for max_rows, so forward and backward allocate nothing of their
+// own (the oneDNN engine allocates a constant few blocks per GEMM call; see kernels/dense.h).
 #pragma once
 
 #include <cstdint>
@@ -45,9 +46,12 @@ class BasicModel {
   void backward(const T* params, const T* x, T* dout, T* grads, int64_t n);
 
  private:
+  // relu hidden layers run as one GEMM with relu in its epilogue and keep only a.
+  bool fused_relu() const { return spec_.activation == kernels::Activation::kRelu; }
+
   ModelSpec spec_;
   int64_t max_rows_;
-  std::vector<std::vector<T>> z_;  // pre-activation of each layer (n, out_l)
+  std::vector<std::vector<T>> z_;  // pre-activation of each layer (n, out_l); empty if fused
   std::vector<std::vector<T>> a_;  // activation of each hidden layer (n, out_l)
   std::vector<T> scratch_a_, scratch_b_;
 };

@@ -6,6 +6,7 @@
 #include "core/build_info.h"
 #include "core/json.h"
 #include "io/files.h"
+#include "kernels/dense.h"
 
 namespace tessera {
 
@@ -37,6 +38,8 @@ std::string provenance_json(const std::string& resolved_toml, const Hdf5Dataset&
   std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
   JsonObject build;
   build.add("version", kVersion).add("git_commit", kGitCommit).add("build_type", kBuildType).add("compiler", kCompiler);
+  // The float GEMM engine decides the bits of every result (its kernels round differently).
+  build.add("gemm_engine", kernels::gemm_engine_name());
   JsonObject o;
   o.add("tessera_version", kVersion).add_raw("build", build.str());
   o.add("config_hash", config_hash(resolved_toml)).add("model", facts.model);

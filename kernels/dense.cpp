@@ -1,14 +1,20 @@
-// Dense layer GEMMs: every product is cut into fixed 2-D output tiles, and each tile is one
-// single-threaded Eigen GEMM over the full reduction depth, run with fixed blocking on stack
-// buffers. Tiles depend only on the shapes, so any thread count gives the same bits, and
-// nothing touches the heap (Eigen's own product mallocs its packing panels; see GemmBlocking).
+// The Eigen GEMM engine and the dense.h entry points. Every product is cut into fixed 2-D output
+// tiles, and each tile is one single-threaded Eigen GEMM over the full reduction depth, run with
+// fixed blocking on stack buffers. Tiles depend only on the shapes, so any thread count gives the
+// same bits, and nothing touches the heap (Eigen's own product mallocs its packing panels; see
+// GemmBlocking). float is dispatched to the engine chosen at build time.
 #include "kernels/dense.h"
 
 #include <Eigen/Core>  // GCC 12 false -Wmaybe-uninitialized in its AVX-512 headers: silenced in CMakeLists.txt
 
 #include <algorithm>
+#include <type_traits>
 
-#include "kernels/parallel.h"
+#include "kernels/gemm_engines.h"
+
+#ifndef TESSERA_GEMM_ONEDNN
+#define TESSERA_GEMM_ONEDNN 0
+#endif
 
 // gemm_tile calls Eigen's internal GEMM entry point, whose signature is 3.4's.
 static_assert(EIGEN_VERSION_AT_LEAST(3, 4, 0) && !EIGEN_VERSION_AT_LEAST(3, 4, 90),
@@ -17,11 +23,10 @@ static_assert(EIGEN_VERSION_AT_LEAST(3, 4, 0) && !EIGEN_VERSION_AT_LEAST(3, 4, 9
 namespace tessera::kernels {
 namespace {
 
-// Output tile of every GEMM: 128 rows x 256 columns. 128 rows halve the repacking of the
-// shared operand compared with 64 (+8-12% single-thread GFLOP/s at 784-1024-1024), and the
-// 256-column split still gives 4 tiles at n=128 so two threads have work.
-constexpr int64_t kTileRows = 128;
-constexpr int64_t kTileCols = 256;
+// Output tiles (kTileRows x kTileCols = 128 x 256, gemm_engines.h): 128 rows halve the
+// repacking of the shared operand compared with 64 (+8-12% single-thread GFLOP/s at
+// 784-1024-1024 with Eigen), and the 256-column split still gives 4 tiles at n=128 so two
+// threads have work.
 
 // Fixed Eigen blocking. Eigen derives its blocking from the cache sizes it detects at run time
 // (so its panels, and its summation order, vary by machine) and puts the packed panels on the
@@ -69,19 +74,10 @@ void gemm_tile(int64_t rows, int64_t cols, int64_t depth, const T* a, int64_t ld
                                                                                  blocking);
 }
 
-// Calls tile(r0, r1, c0, c1) for each fixed tile of an (m, n) output, possibly in parallel.
+// for_tiles with this engine's tile size.
 template <class Tile>
-void for_tiles(int64_t m, int64_t n, const Tile& tile) {
-  if (m <= 0 || n <= 0) return;
-  const int64_t tiles_n = (n + kTileCols - 1) / kTileCols;
-  const int64_t tiles = ((m + kTileRows - 1) / kTileRows) * tiles_n;
-  for_chunks(tiles, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t r0 = (t / tiles_n) * kTileRows;
-      const int64_t c0 = (t % tiles_n) * kTileCols;
-      tile(r0, std::min(m, r0 + kTileRows), c0, std::min(n, c0 + kTileCols));
-    }
-  });
+void for_eigen_tiles(int64_t m, int64_t n, const Tile& tile) {
+  for_tiles(m, n, kTileRows, kTileCols, tile);
 }
 
 // Zeroes rows [r0, r1) x columns [c0, c1) of a row-major matrix with leading dim ld.
@@ -90,12 +86,23 @@ void zero_tile(T* c, int64_t ld, int64_t r0, int64_t r1, int64_t c0, int64_t c1)
   for (int64_t r = r0; r < r1; ++r) std::fill(c + r * ld + c0, c + r * ld + c1, T(0));
 }
 
+// Rows [r0, r1) x columns [c0, c1) of c (leading dim ld) = max(c, 0), as activation_forward's
+// relu computes it (NaN passes through), while the tile is still in cache.
+template <class T>
+void relu_tile(T* c, int64_t ld, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  for (int64_t r = r0; r < r1; ++r) {
+    T* row = c + r * ld;
+    for (int64_t o = c0; o < c1; ++o) row[o] = row[o] < T(0) ? T(0) : row[o];
+  }
+}
+
 }  // namespace
 
 // x (n, in), w (out, in), b (out) or nullptr -> y (n, out) = x·wᵀ + b
 template <class T>
-void dense_forward(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t in, int64_t out) {
-  for_tiles(n, out, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+void eigen_dense_forward(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t in,
+                         int64_t out, bool relu) {
+  for_eigen_tiles(n, out, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     // The tile starts as the bias and the product accumulates onto it: one pass over y instead
     // of zeroing it and adding the bias afterwards.
     if (b == nullptr) {
@@ -106,40 +113,91 @@ void dense_forward(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t 
     // wᵀ (in, out) is w read column-major.
     gemm_tile<T, Eigen::RowMajor, Eigen::ColMajor>(r1 - r0, c1 - c0, in, x + r0 * in, in,
                                                    w + c0 * in, in, y + r0 * out + c0, out);
+    if (relu) relu_tile(y, out, r0, r1, c0, c1);
   });
 }
 
 // dy (n, out), x (n, in), w (out, in) -> dw (out, in), db (out), dx (n, in); all overwritten.
 template <class T>
-void dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n, int64_t in,
-                    int64_t out) {
+void eigen_dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n,
+                          int64_t in, int64_t out, bool relu_dx) {
   // dw (out, in) = dyᵀ·x: tiles of dw, each reducing over all n rows in one product.
-  for_tiles(out, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  for_eigen_tiles(out, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     zero_tile(dw, in, r0, r1, c0, c1);
     // dyᵀ rows [r0, r1) are dy's columns, i.e. dy read column-major from dy + r0.
     gemm_tile<T, Eigen::ColMajor, Eigen::RowMajor>(r1 - r0, c1 - c0, n, dy + r0, out, x + c0, in,
                                                    dw + r0 * in + c0, in);
+    if (db != nullptr && c0 == 0) bias_backward_cols(dy, db, n, out, r0, r1);
   });
-  if (db != nullptr) {
-    // db (out) = Σ_rows dy: column tiles, rows added in order (fixed per column).
-    for_chunks(out, kTileCols, [&](int64_t c0, int64_t c1) {
-      std::fill(db + c0, db + c1, T(0));
-      for (int64_t r = 0; r < n; ++r) {
-        const T* row = dy + r * out;
-        for (int64_t o = c0; o < c1; ++o) db[o] += row[o];
-      }
-    });
-  }
   if (dx != nullptr) {
     // dx (n, in) = dy·w.
-    for_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    for_eigen_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
       zero_tile(dx, in, r0, r1, c0, c1);
       gemm_tile<T, Eigen::RowMajor, Eigen::RowMajor>(r1 - r0, c1 - c0, out, dy + r0 * out, out,
                                                      w + c0, in, dx + r0 * in + c0, in);
+      if (relu_dx) relu_backward_tile(x, dx, in, r0, r1, c0, c1);
     });
   }
 }
 
+#if TESSERA_GEMM_ONEDNN
+const char* gemm_engine_name() { return "onednn"; }
+#else
+const char* gemm_engine_name() { return "eigen"; }
+#endif
+
+// float: the build's engine; double: Eigen (oneDNN has no double matmul).
+template <class T>
+void dense_forward(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t in, int64_t out) {
+  if constexpr (std::is_same_v<T, float> && TESSERA_GEMM_ONEDNN) {
+    onednn_dense_forward(x, w, b, y, n, in, out, false);
+  } else {
+    eigen_dense_forward(x, w, b, y, n, in, out, false);
+  }
+}
+
+template <class T>
+void dense_forward_relu(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t in,
+                        int64_t out) {
+  if constexpr (std::is_same_v<T, float> && TESSERA_GEMM_ONEDNN) {
+    onednn_dense_forward(x, w, b, y, n, in, out, true);
+  } else {
+    eigen_dense_forward(x, w, b, y, n, in, out, true);
+  }
+}
+
+template <class T>
+void dense_backward_relu(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n,
+                         int64_t in, int64_t out) {
+  if constexpr (std::is_same_v<T, float> && TESSERA_GEMM_ONEDNN) {
+    onednn_dense_backward(dy, x, w, dw, db, dx, n, in, out, true);
+  } else {
+    eigen_dense_backward(dy, x, w, dw, db, dx, n, in, out, true);
+  }
+}
+
+template <class T>
+void dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n, int64_t in,
+                    int64_t out) {
+  if constexpr (std::is_same_v<T, float> && TESSERA_GEMM_ONEDNN) {
+    onednn_dense_backward(dy, x, w, dw, db, dx, n, in, out);
+  } else {
+    eigen_dense_backward(dy, x, w, dw, db, dx, n, in, out);
+  }
+}
+
+#define TESSERA_DENSE_INSTANTIATE(T)                                                           \
+  template void eigen_dense_forward<T>(const T*, const T*, const T*, T*, int64_t, int64_t,      \
+                                       int64_t, bool);                                         \
+  template void eigen_dense_backward<T>(const T*, const T*, const T*, T*, T*, T*, int64_t,      \
+                                        int64_t, int64_t, bool);                               \
+  template void dense_backward_relu<T>(const T*, const T*, const T*, T*, T*, T*, int64_t,       \
+                                       int64_t, int64_t);                                      \
+  template void dense_forward_relu<T>(const T*, const T*, const T*, T*, int64_t, int64_t,       \
+                                      int64_t);
+TESSERA_DENSE_INSTANTIATE(float)
+TESSERA_DENSE_INSTANTIATE(double)
+#undef TESSERA_DENSE_INSTANTIATE
 template void dense_forward<float>(const float*, const float*, const float*, float*, int64_t,
                                    int64_t, int64_t);
 template void dense_forward<double>(const double*, const double*, const double*, double*, int64_t,

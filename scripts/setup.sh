@@ -8,6 +8,7 @@ packages=(
   openmpi-bin libopenmpi-dev
   libhdf5-openmpi-dev hdf5-tools
   libeigen3-dev libtbb-dev libtomlplusplus-dev
+  libdnnl-dev ocl-icd-opencl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   zlib1g-dev libssl-dev
   python3 python3-numpy python3-matplotlib python3-h5py

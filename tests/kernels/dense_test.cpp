@@ -1,15 +1,20 @@
-// Tests for kernels/dense: the three GEMMs against naive double loops at odd, multi-tile sizes,
-// bitwise equality between 1 and 2 threads, a central-difference gradient check, and a
-// malloc counter proving the kernels never touch the heap.
+// Tests for kernels/dense: the three GEMMs of each engine against naive double loops at odd,
+// multi-tile sizes, bitwise equality between 1 and 2 threads, the fused relu epilogue, a
+// central-difference gradient check, and a malloc counter on the step's kernels.
 #include "kernels/dense.h"
 
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <cmath>
+#include <algorithm>
 #include <cstdlib>
+#include <string>
+#include <utility>
 #include <vector>
 
+#include "kernels/activation.h"
+#include "kernels/gemm_engines.h"
 #include "tests/kernels/kernel_test_util.h"
 
 // Count malloc calls while armed by interposing glibc's malloc (Eigen's aligned_malloc and
@@ -70,13 +75,23 @@ struct DenseInputs {
         b(random_vector<T>(s.out, 3)),
         dy(random_vector<T>(s.n * s.out, 4)) {}
 
-  DenseRun<T> run() const {
+  // With eigen, the Eigen engine explicitly; otherwise dense.h's (the build's engine for float).
+  DenseRun<T> run(bool eigen = false) const {
     DenseRun<T> r{std::vector<T>(s.n * s.out), std::vector<T>(s.out * s.in), std::vector<T>(s.out),
                   std::vector<T>(s.n * s.in)};
+    run_into(r, eigen);
+    return r;
+  }
+  void run_into(DenseRun<T>& r, bool eigen) const {
+    if (eigen) {
+      eigen_dense_forward(x.data(), w.data(), b.data(), r.y.data(), s.n, s.in, s.out, false);
+      eigen_dense_backward(dy.data(), x.data(), w.data(), r.dw.data(), r.db.data(), r.dx.data(),
+                           s.n, s.in, s.out);
+      return;
+    }
     dense_forward(x.data(), w.data(), b.data(), r.y.data(), s.n, s.in, s.out);
     dense_backward(dy.data(), x.data(), w.data(), r.dw.data(), r.db.data(), r.dx.data(), s.n, s.in,
                    s.out);
-    return r;
   }
 };
 
@@ -133,13 +148,13 @@ void expect_close(const char* what, const std::vector<T>& got, const std::vector
 }
 
 template <class T>
-void check_against_reference(double tol) {
+void check_against_reference(double tol, bool eigen = false) {
   for (const Shape& s : kShapes) {
     SCOPED_TRACE(testing::Message() << "n=" << s.n << " in=" << s.in << " out=" << s.out);
     const DenseInputs<T> d(s);
     DenseRun<T> one, two;
-    with_threads(1, [&] { one = d.run(); });
-    with_threads(2, [&] { two = d.run(); });
+    with_threads(1, [&] { one = d.run(eigen); });
+    with_threads(2, [&] { two = d.run(eigen); });
     EXPECT_TRUE(bitwise_equal(one.y, two.y));
     EXPECT_TRUE(bitwise_equal(one.dw, two.dw));
     EXPECT_TRUE(bitwise_equal(one.db, two.db));
@@ -153,10 +168,89 @@ void check_against_reference(double tol) {
   }
 }
 
-TEST(Dense, FloatMatchesReferenceAndThreadCountInvariant) { check_against_reference<float>(1e-5); }
+// The build's engine (oneDNN unless TESSERA_GEMM=eigen).
+TEST(Dense, FloatMatchesReferenceAndThreadCountInvariant) {
+  std::printf("[ engine    ] %s\n", gemm_engine_name());
+  check_against_reference<float>(1e-5);
+}
+
+TEST(Dense, EigenFloatMatchesReferenceAndThreadCountInvariant) {
+  check_against_reference<float>(1e-5, true);
+}
+
+// y = relu(x·wᵀ + b) in one pass equals the product followed by activation_forward's relu: the
+// same values (-0 and +0 compare equal), for 1 and 2 threads, for the build's engine and Eigen.
+TEST(Dense, FusedReluEqualsForwardThenRelu) {
+  for (const Shape& s : kShapes) {
+    SCOPED_TRACE(testing::Message() << "n=" << s.n << " in=" << s.in << " out=" << s.out);
+    const DenseInputs<float> d(s);
+    for (bool eigen : {false, true}) {
+      std::vector<float> want(s.n * s.out), one(want.size()), two(want.size());
+      if (eigen) {
+        eigen_dense_forward(d.x.data(), d.w.data(), d.b.data(), want.data(), s.n, s.in, s.out,
+                            false);
+      } else {
+        dense_forward(d.x.data(), d.w.data(), d.b.data(), want.data(), s.n, s.in, s.out);
+      }
+      activation_forward(Activation::kRelu, want.data(), want.data(), s.n * s.out);
+      for (auto [threads, got] : {std::pair{1, &one}, std::pair{2, &two}}) {
+        with_threads(threads, [&] {
+          if (eigen) {
+            eigen_dense_forward(d.x.data(), d.w.data(), d.b.data(), got->data(), s.n, s.in, s.out,
+                                true);
+          } else {
+            dense_forward_relu(d.x.data(), d.w.data(), d.b.data(), got->data(), s.n, s.in, s.out);
+          }
+        });
+      }
+      EXPECT_TRUE(bitwise_equal(one, two)) << "eigen=" << eigen;
+      int64_t positive = 0;
+      for (size_t i = 0; i < want.size(); ++i) {
+        ASSERT_EQ(one[i], want[i]) << "eigen=" << eigen << " [" << i << "]";
+        positive += want[i] > 0.0f;
+      }
+      if (want.size() > 100) {
+        EXPECT_GT(positive, 0) << "no positive output: test is vacuous";
+        EXPECT_LT(positive, int64_t(want.size())) << "relu never clipped";
+      }
+    }
+  }
+}
 
 TEST(Dense, DoubleMatchesReferenceAndThreadCountInvariant) {
   check_against_reference<double>(1e-13);
+}
+
+// dx = (dy·w) ⊙ [x > 0] in the dx tiles' epilogue equals dense_backward followed by
+// activation_backward's relu with z = a = x, bitwise (a selection, no arithmetic), for 1 and 2
+// threads, for the build's engine and Eigen. dw and db are unchanged.
+TEST(Dense, FusedReluBackwardEqualsBackwardThenRelu) {
+  for (const Shape& s : kShapes) {
+    SCOPED_TRACE(testing::Message() << "n=" << s.n << " in=" << s.in << " out=" << s.out);
+    DenseInputs<float> d(s);
+    for (float& v : d.x) v = v < 0.0f ? 0.0f : v;  // x is a relu output, as in the model
+    for (bool eigen : {false, true}) {
+      DenseRun<float> want = d.run(eigen);
+      activation_backward(Activation::kRelu, d.x.data(), d.x.data(), want.dx.data(),
+                          want.dx.data(), s.n * s.in);
+      for (int threads : {1, 2}) {
+        DenseRun<float> got = d.run(eigen);
+        std::fill(got.dx.begin(), got.dx.end(), 7.0f);
+        with_threads(threads, [&] {
+          if (eigen) {
+            eigen_dense_backward(d.dy.data(), d.x.data(), d.w.data(), got.dw.data(), got.db.data(),
+                                 got.dx.data(), s.n, s.in, s.out, true);
+          } else {
+            dense_backward_relu(d.dy.data(), d.x.data(), d.w.data(), got.dw.data(), got.db.data(),
+                                got.dx.data(), s.n, s.in, s.out);
+          }
+        });
+        EXPECT_TRUE(bitwise_equal(got.dx, want.dx)) << "eigen=" << eigen << " threads=" << threads;
+        EXPECT_TRUE(bitwise_equal(got.dw, want.dw)) << "eigen=" << eigen << " threads=" << threads;
+        EXPECT_TRUE(bitwise_equal(got.db, want.db)) << "eigen=" << eigen << " threads=" << threads;
+      }
+    }
+  }
 }
 
 // nullptr bias, db and dx are skipped and change nothing else.
@@ -196,32 +290,89 @@ TEST(Dense, GradientCheck) {
 }
 
 #if TESSERA_COUNT_MALLOC
-// Eigen's own `Map.noalias() = a * b` mallocs its packing panels for products this size; the
-// kernels pass fixed stack panels instead and must stay off the heap.
-TEST(Dense, NeverAllocates) {
-  // The hook is live: a plain malloc is counted.
+// malloc calls of one forward + backward (with dense_forward_relu too) after warm-up.
+int64_t count_step_mallocs(const DenseInputs<float>& d, DenseRun<float>& r, bool eigen) {
+  const auto [n, in, out] = d.s;
+  g_malloc_calls = 0;
+  g_malloc_armed = true;
+  d.run_into(r, eigen);
+  if (eigen) {
+    eigen_dense_forward(d.x.data(), d.w.data(), d.b.data(), r.y.data(), n, in, out, true);
+  } else {
+    dense_forward_relu(d.x.data(), d.w.data(), d.b.data(), r.y.data(), n, in, out);
+  }
+  g_malloc_armed = false;
+  return g_malloc_calls.load();
+}
+
+// The hook is live: a plain malloc is counted.
+void expect_hook_live() {
   g_malloc_calls = 0;
   g_malloc_armed = true;
   void* volatile probe = std::malloc(64);
   g_malloc_armed = false;
   std::free(probe);
   ASSERT_EQ(g_malloc_calls.load(), 1) << "malloc interposition is not active";
+}
 
-  for (const Shape s : {Shape{256, 784, 1024}, Shape{300, 70, 520}}) {
+const Shape kAllocShapes[] = {{256, 784, 1024}, {300, 70, 520}};
+
+// Eigen's own `Map.noalias() = a * b` mallocs its packing panels for products this size; the
+// Eigen engine passes fixed stack panels instead and must stay off the heap.
+TEST(Dense, EigenNeverAllocates) {
+  expect_hook_live();
+  for (const Shape s : kAllocShapes) {
     const DenseInputs<float> d(s);
-    DenseRun<float> r = d.run();  // warm oneTBB's arena and task pools
+    DenseRun<float> r = d.run(true);  // warm oneTBB's arena and task pools
     for (int threads : {1, 2}) {
+      int64_t calls = -1;
       with_threads(threads, [&] {
-        r = d.run();  // warm at this thread count
-        g_malloc_calls = 0;
-        g_malloc_armed = true;
-        dense_forward(d.x.data(), d.w.data(), d.b.data(), r.y.data(), s.n, s.in, s.out);
-        dense_backward(d.dy.data(), d.x.data(), d.w.data(), r.dw.data(), r.db.data(), r.dx.data(),
-                       s.n, s.in, s.out);
-        g_malloc_armed = false;
+        d.run_into(r, true);  // warm at this thread count
+        calls = count_step_mallocs(d, r, true);
       });
-      EXPECT_EQ(g_malloc_calls.load(), 0)
-          << "threads=" << threads << " n=" << s.n << " in=" << s.in << " out=" << s.out;
+      EXPECT_EQ(calls, 0) << "threads=" << threads << " n=" << s.n << " in=" << s.in
+                          << " out=" << s.out;
+    }
+  }
+}
+
+// The build's engine. Eigen: zero, as above. oneDNN 2.6 cannot reach zero: every
+// dnnl_primitive_execute builds an execution context (a std::unordered_map of its arguments and
+// per-call resource bookkeeping) on the heap, a few small blocks per tile, even with a
+// user-owned scratchpad, cached primitives and per-thread memory objects (which this engine
+// creates once, at warm-up). So for oneDNN the test asserts the count is bounded per tile and
+// the same every step: nothing grows, no new primitive or buffer is created after warm-up.
+TEST(Dense, StepAllocationsBoundedAndConstant) {
+  expect_hook_live();
+  const bool onednn = std::string(gemm_engine_name()) == "onednn";
+  for (const Shape s : kAllocShapes) {
+    const DenseInputs<float> d(s);
+    DenseRun<float> r = d.run();
+    const int64_t tr = onednn ? kOneDnnTileRows : kTileRows;
+    const int64_t tc = onednn ? kOneDnnTileCols : kTileCols;
+    const auto tiles = [&](int64_t m, int64_t n) {
+      return ((m + tr - 1) / tr) * ((n + tc - 1) / tc);
+    };
+    // forward + fused-relu forward + dw + dx tiles of one counted step.
+    const int64_t step_tiles =
+        2 * tiles(s.n, s.out) + tiles(s.out, s.in) + tiles(s.n, s.in);
+    for (int threads : {1, 2}) {
+      std::vector<int64_t> counts;
+      with_threads(threads, [&] {
+        for (int warm = 0; warm < 2; ++warm) count_step_mallocs(d, r, false);
+        for (int step = 0; step < 5; ++step) counts.push_back(count_step_mallocs(d, r, false));
+      });
+      std::printf("[ mallocs   ] %s threads=%d n=%ld in=%ld out=%ld: %ld per step, %ld tiles\n",
+                  gemm_engine_name(), threads, long(s.n), long(s.in), long(s.out),
+                  long(counts[0]), long(step_tiles));
+      for (int64_t c : counts) {
+        EXPECT_EQ(c, counts[0]) << "allocations per step vary: threads=" << threads;
+      }
+      if (onednn) {
+        EXPECT_LE(counts[0], 16 * step_tiles) << "threads=" << threads;
+      } else {
+        EXPECT_EQ(counts[0], 0) << "threads=" << threads;
+      }
     }
   }
 }

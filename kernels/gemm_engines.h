@@ -1,0 +1,90 @@
+// The GEMM engines behind kernels/dense.h, callable one by one (for the benchmark, which sets
+// them side by side). Same contracts as dense.h; `relu` fuses ReLU into the forward epilogue.
+// Each engine tiles its output with the same fixed 128 x 256 tiles.
+#pragma once
+
+#include <cstdint>
+
+namespace tessera::kernels {
+
+// Output tiles of the Eigen engine's products: 128 rows x 256 columns (see dense.cpp for why).
+inline constexpr int64_t kTileRows = 128;
+inline constexpr int64_t kTileCols = 256;
+// Output tiles of the oneDNN engine: 256 x 256. Twice the Eigen engine's rows halve how often
+// each tile repacks the shared operand (+5-10% GFLOP/s on the 1024-wide layers, measured with
+// bench/dense_bench) and halve the per-call allocations; n=128 or 256 still gives 4 tiles of a
+// 1024-wide output, so two threads have work.
+inline constexpr int64_t kOneDnnTileRows = 256;
+inline constexpr int64_t kOneDnnTileCols = 256;
+
+// Eigen 3.4 with fixed blocking on stack panels: never touches the heap.
+template <class T>
+void eigen_dense_forward(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t in,
+                         int64_t out, bool relu);
+// relu_dx: x is a relu output and dx comes out as dense_backward_relu's (masked by x > 0).
+template <class T>
+void eigen_dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n,
+                          int64_t in, int64_t out, bool relu_dx = false);
+
+// Whether this build has the oneDNN engine (TESSERA_GEMM=onednn).
+bool onednn_available();
+
+// oneDNN matmul primitives, float only. Primitives and per-thread execution state are created on
+// first use of each tile shape and reused after. Thread-safe within oneTBB's default arena (and
+// from threads outside any arena), not across concurrently running explicit task_arenas.
+// Throws std::logic_error if !onednn_available(), std::runtime_error if oneDNN fails.
+void onednn_dense_forward(const float* x, const float* w, const float* b, float* y, int64_t n,
+                          int64_t in, int64_t out, bool relu);
+void onednn_dense_backward(const float* dy, const float* x, const float* w, float* dw, float* db,
+                           float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx = false);
+
+// Calls tile(r0, r1, c0, c1) for each fixed tile_rows x tile_cols tile of an (m, n) output,
+// possibly in parallel.
+template <class Tile>
+void for_tiles(int64_t m, int64_t n, int64_t tile_rows, int64_t tile_cols, const Tile& tile);
+
+
+// Rows [r0, r1) x columns [c0, c1) of d (leading dim ld): d = 0 where a <= 0, as
+// activation_backward's relu computes it with z = a (a = relu(z) > 0 exactly where z > 0). Run
+// on a gradient tile right after its product, while it is in cache.
+template <class T>
+void relu_backward_tile(const T* a, T* d, int64_t ld, int64_t r0, int64_t r1, int64_t c0,
+                        int64_t c1) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* ar = a + r * ld;
+    T* dr = d + r * ld;
+    for (int64_t c = c0; c < c1; ++c) dr[c] = ar[c] <= T(0) ? T(0) : dr[c];
+  }
+}
+
+// db[c0, c1) = Σ_rows dy[:, c0, c1), rows added in order: the same bits however the columns are
+// split. Run by the dw tile that starts at column 0 of dw rows [c0, c1) (dy's columns), right
+// after its product has streamed those columns of dy, instead of a separate sweep over dy.
+template <class T>
+void bias_backward_cols(const T* dy, T* db, int64_t n, int64_t out, int64_t c0, int64_t c1) {
+  for (int64_t o = c0; o < c1; ++o) db[o] = T(0);
+  for (int64_t r = 0; r < n; ++r) {
+    const T* row = dy + r * out;
+    for (int64_t o = c0; o < c1; ++o) db[o] += row[o];
+  }
+}
+
+}  // namespace tessera::kernels
+
+#include "kernels/parallel.h"
+
+template <class Tile>
+void tessera::kernels::for_tiles(int64_t m, int64_t n, int64_t tile_rows, int64_t tile_cols,
+                                 const Tile& tile) {
+  if (m <= 0 || n <= 0) return;
+  const int64_t tiles_n = (n + tile_cols - 1) / tile_cols;
+  const int64_t tiles = ((m + tile_rows - 1) / tile_rows) * tiles_n;
+  for_chunks(tiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t r0 = (t / tiles_n) * tile_rows;
+      const int64_t c0 = (t % tiles_n) * tile_cols;
+      tile(r0, r0 + tile_rows < m ? r0 + tile_rows : m, c0,
+           c0 + tile_cols < n ? c0 + tile_cols : n);
+    }
+  });
+}

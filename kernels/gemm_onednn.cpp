@@ -1,0 +1,222 @@
+// The oneDNN GEMM engine for the float dense products: each fixed output tile is one oneDNN 2.x
+// matmul primitive run single-threaded on the calling oneTBB thread, with the bias and an
+// optional ReLU fused into its epilogue. Primitives are cached per tile shape; each thread owns
+// its stream, memory objects and scratchpad per primitive, so concurrent tiles share nothing
+// mutable and steady-state calls create nothing.
+#include "kernels/gemm_engines.h"
+
+#include <stdexcept>
+
+#if TESSERA_GEMM_ONEDNN
+
+#include <omp.h>
+#include <tbb/enumerable_thread_specific.h>
+#include <tbb/task_arena.h>
+
+#include <array>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <string>
+#include <vector>
+
+namespace tessera::kernels {
+namespace {
+
+using dnnl::memory;
+
+// One tile product: C (m, n) = A (m, k) · B (k, n) [+ bias (1, n)] [then relu], every operand
+// plain row/column strided float. The strides are part of the key: they pick the kernel.
+struct TileKey {
+  // m, n, k, A strides (2), B strides (2), C row stride, has bias, relu.
+  std::array<int64_t, 10> v{};
+  bool operator<(const TileKey& o) const { return v < o.v; }
+  int64_t m() const { return v[0]; }
+  int64_t n() const { return v[1]; }
+  int64_t k() const { return v[2]; }
+  bool bias() const { return v[8] != 0; }
+  bool relu() const { return v[9] != 0; }
+};
+
+TileKey tile_key(int64_t m, int64_t n, int64_t k, int64_t as0, int64_t as1, int64_t bs0,
+                 int64_t bs1, int64_t ldc, bool bias, bool relu) {
+  return TileKey{{m, n, k, as0, as1, bs0, bs1, ldc, bias ? 1 : 0, relu ? 1 : 0}};
+}
+
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// What one thread needs to run one primitive: memory objects whose data handles are swapped in
+// per call, its scratchpad, and the argument array handed to the C API (the C++ execute builds
+// a std::unordered_map and a std::vector per call).
+struct ThreadState {
+  dnnl::stream stream;
+  memory a, b, bias, c, scratchpad;
+  std::array<dnnl_exec_arg_t, 5> args{};
+  int nargs = 0;
+};
+
+// Per-thread states live in one slot per oneTBB arena slot, all created with the primitive, so
+// a thread that meets this tile shape for the first time in a later step still finds its state
+// ready (lazily created per-thread state would make that step allocate). Threads outside an
+// arena (a kernel called with a single tile before oneTBB ever ran) share no slot: they use
+// `others`, created on their first call. Slots are per arena index, so two explicit
+// tbb::task_arena running these kernels at once would collide; tessera uses only the default
+// arena (the contract in gemm_engines.h).
+struct Primitive {
+  dnnl::matmul matmul;
+  memory::desc a_md, b_md, bias_md, c_md, scratchpad_md;
+  std::vector<ThreadState> slots;
+  tbb::enumerable_thread_specific<ThreadState> others;
+};
+
+void init_thread_state(const Primitive& p, ThreadState& s);
+
+std::unique_ptr<Primitive> make_primitive(const TileKey& key) {
+  auto p = std::make_unique<Primitive>();
+  const auto f32 = memory::data_type::f32;
+  p->a_md = memory::desc({key.m(), key.k()}, f32, {key.v[3], key.v[4]});
+  p->b_md = memory::desc({key.k(), key.n()}, f32, {key.v[5], key.v[6]});
+  p->c_md = memory::desc({key.m(), key.n()}, f32, {key.v[7], 1});
+  if (key.bias()) p->bias_md = memory::desc({1, key.n()}, f32, {key.n(), 1});
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  if (key.relu()) {
+    dnnl::post_ops ops;
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    attr.set_post_ops(ops);
+  }
+  const dnnl::matmul::desc desc(p->a_md, p->b_md, p->bias_md, p->c_md);
+  const dnnl::matmul::primitive_desc pd(desc, attr, cpu_engine());
+  p->scratchpad_md = pd.scratchpad_desc();
+  p->matmul = dnnl::matmul(pd);
+  p->slots.resize(static_cast<size_t>(tbb::this_task_arena::max_concurrency()));
+  for (ThreadState& s : p->slots) init_thread_state(*p, s);
+  return p;
+}
+
+// The cache of primitives, filled on first use of each key (warm-up) and never pruned: the
+// dense layers of one model need a few dozen tile shapes.
+Primitive& primitive_for(const TileKey& key) {
+  static std::mutex mu;
+  static std::map<TileKey, std::unique_ptr<Primitive>> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(key);
+  if (it == cache.end()) it = cache.emplace(key, make_primitive(key)).first;
+  return *it->second;
+}
+
+void init_thread_state(const Primitive& p, ThreadState& s) {
+  const dnnl::engine& engine = cpu_engine();
+  s.stream = dnnl::stream(engine);
+  s.a = memory(p.a_md, engine, DNNL_MEMORY_NONE);
+  s.b = memory(p.b_md, engine, DNNL_MEMORY_NONE);
+  s.c = memory(p.c_md, engine, DNNL_MEMORY_NONE);
+  s.args[s.nargs++] = {DNNL_ARG_SRC, s.a.get()};
+  s.args[s.nargs++] = {DNNL_ARG_WEIGHTS, s.b.get()};
+  s.args[s.nargs++] = {DNNL_ARG_DST, s.c.get()};
+  if (p.bias_md) {
+    s.bias = memory(p.bias_md, engine, DNNL_MEMORY_NONE);
+    s.args[s.nargs++] = {DNNL_ARG_BIAS, s.bias.get()};
+  }
+  if (p.scratchpad_md.get_size() > 0) {
+    s.scratchpad = memory(p.scratchpad_md, engine);  // owned by oneDNN, kept for the process
+    s.args[s.nargs++] = {DNNL_ARG_SCRATCHPAD, s.scratchpad.get()};
+  }
+}
+
+ThreadState& thread_state(Primitive& p) {
+  const int slot = tbb::this_task_arena::current_thread_index();
+  if (slot >= 0 && static_cast<size_t>(slot) < p.slots.size()) return p.slots[slot];
+  ThreadState& s = p.others.local();
+  if (!s.stream) init_thread_state(p, s);
+  return s;
+}
+
+// for_tiles with this engine's tile size.
+template <class Tile>
+void for_onednn_tiles(int64_t m, int64_t n, const Tile& tile) {
+  for_tiles(m, n, kOneDnnTileRows, kOneDnnTileCols, tile);
+}
+
+// Runs one tile product on the calling thread. Debian's oneDNN uses the OpenMP runtime: with more
+// than one OpenMP thread every call would start its own team inside a oneTBB task, so the
+// calling thread is set to one (cheap; it also makes the primitive's choice of kernel, made at
+// creation, the single-thread one on every thread).
+void run_tile(const TileKey& key, const float* a, const float* b, const float* bias, float* c) {
+  omp_set_num_threads(1);
+  Primitive& p = primitive_for(key);
+  ThreadState& s = thread_state(p);
+  s.a.set_data_handle(const_cast<float*>(a));
+  s.b.set_data_handle(const_cast<float*>(b));
+  s.c.set_data_handle(c);
+  if (bias != nullptr) s.bias.set_data_handle(const_cast<float*>(bias));
+  const dnnl_status_t status =
+      dnnl_primitive_execute(p.matmul.get(), s.stream.get(), s.nargs, s.args.data());
+  if (status != dnnl_success) {
+    throw std::runtime_error("oneDNN matmul failed with status " + std::to_string(status));
+  }
+}
+
+}  // namespace
+
+bool onednn_available() { return true; }
+
+// x (n, in), w (out, in), b (out) or nullptr -> y (n, out) = x·wᵀ + b [relu]
+void onednn_dense_forward(const float* x, const float* w, const float* b, float* y, int64_t n,
+                          int64_t in, int64_t out, bool relu) {
+  for_onednn_tiles(n, out, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    // A = x rows, B = wᵀ columns [c0, c1) (w rows read with strides (1, in)).
+    const TileKey key = tile_key(r1 - r0, c1 - c0, in, in, 1, 1, in, out, b != nullptr, relu);
+    run_tile(key, x + r0 * in, w + c0 * in, b == nullptr ? nullptr : b + c0, y + r0 * out + c0);
+  });
+}
+
+// dy (n, out), x (n, in), w (out, in) -> dw (out, in), db (out), dx (n, in); all overwritten.
+void onednn_dense_backward(const float* dy, const float* x, const float* w, float* dw, float* db,
+                           float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx) {
+  // dw (out, in) = dyᵀ·x: A = dy's columns [r0, r1) read transposed (strides (1, out)).
+  for_onednn_tiles(out, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    const TileKey key = tile_key(r1 - r0, c1 - c0, n, 1, out, in, 1, in, false, false);
+    run_tile(key, dy + r0, x + c0, nullptr, dw + r0 * in + c0);
+    if (db != nullptr && c0 == 0) bias_backward_cols(dy, db, n, out, r0, r1);
+  });
+  if (dx != nullptr) {
+    // dx (n, in) = dy·w: A = dy rows, B = w's columns [c0, c1).
+    for_onednn_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+      const TileKey key = tile_key(r1 - r0, c1 - c0, out, out, 1, in, 1, in, false, false);
+      run_tile(key, dy + r0 * out, w + c0, nullptr, dx + r0 * in + c0);
+      if (relu_dx) relu_backward_tile(x, dx, in, r0, r1, c0, c1);
+    });
+  }
+}
+
+}  // namespace tessera::kernels
+
+#else  // !TESSERA_GEMM_ONEDNN: the portable build has only the Eigen engine.
+
+namespace tessera::kernels {
+
+bool onednn_available() { return false; }
+
+[[noreturn]] static void no_onednn() {
+  throw std::logic_error(
+      "this tessera build has no oneDNN engine (configure with "
+      "-DTESSERA_GEMM=onednn)");
+}
+
+void onednn_dense_forward(const float*, const float*, const float*, float*, int64_t, int64_t,
+                          int64_t, bool) {
+  no_onednn();
+}
+void onednn_dense_backward(const float*, const float*, const float*, float*, float*, float*,
+                           int64_t, int64_t, int64_t, bool) {
+  no_onednn();
+}
+
+}  // namespace tessera::kernels
+
+#endif
