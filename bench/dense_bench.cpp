@@ -18,6 +18,7 @@
 #include "kernels/dense.h"
 #include "kernels/gemm_engines.h"
 #include "kernels/optim.h"
+#include "kernels/parallel.h"
 
 namespace {
 
@@ -263,6 +264,32 @@ void BM_AdamStep(benchmark::State& state) {
   state.SetBytesProcessed(int64_t(state.iterations()) * kParams * 7 * int64_t(sizeof(float)));
 }
 
+// STREAM triad a = b + s·c over kParams floats with the same chunking as the optimizer
+// kernels: the memory-speed yardstick the optimizer steps are compared with (issue: >= 80%).
+// Bytes: b, c read; a written (STREAM's convention, no write-allocate counted).
+void BM_StreamTriad(benchmark::State& state) {
+  const std::vector<float> b = random_floats(kParams, 9), c = random_floats(kParams, 10);
+  std::vector<float> a(kParams);
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, state.range(0));
+  for (auto _ : state) {
+    float* ap = a.data();
+    const float* bp = b.data();
+    const float* cp = c.data();
+    for_chunks(kParams, chunk_size(kParams, 16384), [=](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) ap[i] = bp[i] + 0.5f * cp[i];
+    });
+    benchmark::ClobberMemory();
+  }
+  if (a[7] != b[7] + 0.5f * c[7]) fail("stream triad");
+  state.SetBytesProcessed(int64_t(state.iterations()) * kParams * 3 * int64_t(sizeof(float)));
+}
+
+BENCHMARK(BM_StreamTriad)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_SgdStep)
     ->ArgName("threads")
     ->Arg(1)
