@@ -3,8 +3,10 @@
 // ~10 µs here) with the Eigen engine. oneDNN's execute() allocates a few small blocks per call
 // for its execution context (no public API avoids it; see tests/kernels/dense_test.cpp), so with
 // that engine the count must be the same every step (freed blocks reused, no growth) and within
-// 16 per GEMM tile. malloc is interposed and counted while armed.
+// 16 per GEMM tile. Either way no step touches a new page (minor faults counted with
+// getrusage). malloc is interposed and counted while armed.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <tbb/global_control.h>
 
 #include <atomic>
@@ -93,6 +95,8 @@ TEST_P(StepAlloc, SteadyStateStepAllocations) {
 
   std::vector<int64_t> per_step;
   per_step.reserve(static_cast<size_t>(2 * per_epoch));
+  rusage before{};
+  getrusage(RUSAGE_SELF, &before);
   for (int64_t epoch = 1; epoch < 3; ++epoch) {  // crosses epoch boundaries (new permutations)
     for (int64_t s = 0; s < per_epoch; ++s) {
       g_calls = 0;
@@ -102,6 +106,11 @@ TEST_P(StepAlloc, SteadyStateStepAllocations) {
       per_step.push_back(g_calls.load());
     }
   }
+  rusage after{};
+  getrusage(RUSAGE_SELF, &after);
+  // No new pages either: a first touch costs ~10 µs per 4 KiB here (LIMITS.md).
+  EXPECT_EQ(after.ru_minflt - before.ru_minflt, 0) << "page faults in " << per_step.size() << " steady-state steps";
+  EXPECT_EQ(after.ru_majflt - before.ru_majflt, 0);
   const bool onednn = std::string(kernels::gemm_engine_name()) == "onednn";
   // One 256x256 tile per product here: 3 forward, 3 weight-gradient, 2 input-gradient GEMMs.
   constexpr int64_t kTilesPerStep = 8;
