@@ -34,7 +34,8 @@ Optimizer::Optimizer(const OptimizerConfig& cfg, int64_t param_count, int64_t to
 }
 
 double Optimizer::step(float* params, float* grads, int64_t step) {
-  const double norm = std::sqrt(kernels::sum_squares(grads, count_));
+  // The norm costs a pass over all gradients (~2% of a 1-core step): only when clipping needs it.
+  const double norm = cfg_.grad_clip_norm > 0.0 ? std::sqrt(kernels::sum_squares(grads, count_)) : 0.0;
   if (cfg_.grad_clip_norm > 0.0) {
     // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is < 1.
     const double coef = cfg_.grad_clip_norm / (norm + 1e-6);

@@ -17,7 +17,8 @@ class Optimizer {
   Optimizer(const OptimizerConfig& cfg, int64_t param_count, int64_t total_steps);
 
   // grads (param_count) must already be the global mean gradient (allreduced).
-  // Clips grads in place when grad_clip_norm > 0. Returns the gradient norm before clipping.
+  // Clips grads in place when grad_clip_norm > 0. Returns the gradient norm before clipping
+  // (0 when clipping is off: the norm is then not computed).
   double step(float* params, float* grads, int64_t step);
   double lr(int64_t step) const { return scheduled_lr(cfg_, step, total_steps_); }
 
