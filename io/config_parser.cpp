@@ -237,12 +237,16 @@ void apply_override(toml::table& root, const std::string& kv) {
   if (eq == std::string::npos || eq == 0) {
     throw ConfigError("--set '" + kv + "': expected key=value, e.g. --set optimizer.lr=0.05");
   }
-  const std::string key = kv.substr(0, eq);
+  auto trim = [](std::string t) {
+    const size_t a = t.find_first_not_of(" \t"), b = t.find_last_not_of(" \t");
+    return a == std::string::npos ? std::string() : t.substr(a, b - a + 1);
+  };
+  const std::string key = trim(kv.substr(0, eq));
   const size_t dot = key.find('.');
   if (!schema().count(key) || dot == std::string::npos) {
     throw ConfigError("config key '" + key + "': unknown key (from --set " + kv + ")");
   }
-  toml::table value = parse_override_value(kv.substr(eq + 1));
+  toml::table value = parse_override_value(trim(kv.substr(eq + 1)));
   const std::string section = key.substr(0, dot), name = key.substr(dot + 1);
   if (!root.contains(section)) root.insert(section, toml::table{});
   toml::table* t = root[section].as_table();

@@ -49,8 +49,8 @@ Handle open_read(const std::string& path) {
   quiet_errors();
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) {
-    throw DataError("cannot open " + path + ": no such file (check data paths; relative paths "
-                    "are relative to the config file)");
+    throw DataError("cannot open " + path + ": no such file (check the path; relative paths "
+                    "inside a config or --set are relative to the config file)");
   }
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {

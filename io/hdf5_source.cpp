@@ -132,7 +132,9 @@ int64_t scan_classes(Hdf5Dataset& data, Range range, int64_t classes) {
       if (classes > 0 && v >= static_cast<double>(classes)) {
         std::ostringstream os;
         os << data.where(b + i) << ", dataset '" << data.labels_name() << "': label " << v << " outside 0.."
-           << classes - 1 << " (labels must be integers 0..model.classes-1)";
+           << classes - 1
+           << (classes == 2 ? " (binary task labels are 0 or 1; labels must be integers 0..model.classes-1 for classification)"
+                            : " (labels must be integers 0..model.classes-1)");
         throw DataError(os.str());
       }
       top = std::max(top, static_cast<int64_t>(v));

@@ -31,7 +31,8 @@ std::string dims_str(const std::vector<int64_t>& d) {
 
 }  // namespace
 
-std::string inspect_file(const std::string& path) {
+std::string inspect_file(const std::string& path, bool* verified) {
+  if (verified != nullptr) *verified = true;
   h5::Handle f = h5::open_read(path);
   std::ostringstream os, warn;
   os << path << "\n";
@@ -68,7 +69,8 @@ std::string inspect_file(const std::string& path) {
         warn << "  warning: " << name << " chunks split rows (" << c[1] << " of " << shape[1]
              << " columns): every row read touches several chunks; rewrite with chunks of whole rows\n";
       }
-      if (chunk_bytes < (64 << 10) && shape.size() >= 1 && shape[0] > c[0]) {
+      // Feature matrices only: a label column is read along with its rows and is small anyway.
+      if (chunk_bytes < (64 << 10) && shape.size() == 2 && shape[0] > c[0]) {
         warn << "  warning: " << name << " chunks are tiny (" << chunk_bytes
              << " bytes): reads pay per-chunk overhead; use chunks of about 1 MiB of whole rows\n";
       }
@@ -98,6 +100,7 @@ std::string inspect_file(const std::string& path) {
       os << "  weights checksum: OK (" << h5::read_string_attr(f, "weights_sha256") << ")\n";
     } catch (const Error& e) {
       os << "  weights checksum: FAILED: " << e.what() << "\n";
+      if (verified != nullptr) *verified = false;
     }
   }
   return os.str() + warn.str();

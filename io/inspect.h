@@ -8,6 +8,7 @@ namespace tessera {
 // Human-readable report of every dataset (shape, dtype, layout, chunking, compression, bytes)
 // with warnings and what to do about them. A tessera model file also gets its architecture
 // and a checksum verdict.
-std::string inspect_file(const std::string& path);
+// *verified (optional) becomes false when a model file's checksum does not match.
+std::string inspect_file(const std::string& path, bool* verified = nullptr);
 
 }  // namespace tessera

@@ -1,4 +1,5 @@
 // `tessera data synth | import | inspect`.
+#include <algorithm>
 #include <cstdio>
 
 #include "core/cli/args.h"
@@ -30,7 +31,8 @@ constexpr const char* kImportUsage =
 constexpr const char* kInspectUsage =
     "usage: tessera data inspect FILE...\n"
     "  Datasets, shapes, dtypes, chunking and compression of each file, with warnings for\n"
-    "  layouts that read slowly. Model files also get a checksum verdict.";
+    "  layouts that read slowly. Model files also get a checksum verdict. Exit status: 0 when\n"
+    "  every file was read (and every model checksum matched), else the worst error's code.";
 
 int synth(const std::vector<std::string>& argv, Communicator& comm) {
   const Args args(argv, {"--out", "--rows", "--features", "--classes", "--task", "--seed", "--first-row", "--chunk-rows"}, {}, kSynthUsage);
@@ -95,14 +97,23 @@ int inspect(const std::vector<std::string>& argv, Communicator& comm) {
     return 0;
   }
   if (args.positional().empty()) throw ConfigError(std::string("no file given\n") + kInspectUsage);
+  // Every file is reported even when an earlier one is bad; the exit code tells the worst.
+  int code = 0;
   if (comm.rank() == 0) {
     for (const std::string& f : args.positional()) {
-      std::printf("%s", inspect_file(f).c_str());
+      try {
+        bool verified = true;
+        std::printf("%s", inspect_file(f, &verified).c_str());
+        if (!verified) code = std::max(code, static_cast<int>(kExitCheckpoint));
+      } catch (const Error& e) {
+        std::printf("%s\n  error: %s\n", f.c_str(), e.what());
+        code = std::max(code, e.code());
+      }
     }
     std::fflush(stdout);
   }
   comm.barrier();
-  return 0;
+  return code;
 }
 
 }  // namespace

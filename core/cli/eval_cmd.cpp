@@ -20,10 +20,12 @@ namespace {
 
 constexpr const char* kEvalUsage =
     "usage: tessera eval CONFIG.toml --checkpoint PATH [--data FILE]... [--set key=value]...\n"
+    "  (--data and --checkpoint paths are relative to the working directory; paths inside the\n"
+    "  config and in --set are relative to the config file)\n"
     "  Exact metrics (every row counted once, across all ranks) of the model at PATH (a model.h5\n"
     "  or a run directory) on --data, or on data.validation of CONFIG. Prints JSON on stdout.";
 constexpr const char* kPredictUsage =
-    "usage: tessera predict --checkpoint PATH --data FILE... --out PRED.h5 [--features NAME]\n"
+    "usage: tessera predict --checkpoint PATH --data FILE [--data FILE]... --out PRED.h5 [--features NAME]\n"
     "  Batch inference; rows are split across ranks and written in input order to one file:\n"
     "  classification: logits (rows x K) and class; binary: logit and class; regression: prediction.";
 constexpr const char* kExportUsage =

@@ -18,9 +18,9 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: tessera <command> [options]   (each command takes --help)\n"
-    "  train CONFIG.toml [--set key=value]... [--resume auto|never]\n"
+    "  train CONFIG.toml [--set key=value]... [--resume auto|never] [--quiet]\n"
     "  eval CONFIG.toml --checkpoint PATH [--data FILE]...\n"
-    "  predict --checkpoint PATH --data FILE --out PRED.h5\n"
+    "  predict --checkpoint PATH --data FILE [--data FILE]... --out PRED.h5\n"
     "  export --checkpoint PATH --out MODEL.h5\n"
     "  data synth|import|inspect ...\n"
     "  --version\n"

@@ -135,7 +135,19 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   }
   check_agreement(comm, shape, "the dataset layout (rows per file, features, label columns, chunk rows)");
 
+  // Checked before anything is sized by the batch (a huge batch would otherwise run out of memory
+  // before the trainer could say why).
+  if (cfg.train.batch_size > train_data->rows()) {
+    throw DataError("training data (" + cfg.data.train[0] + (cfg.data.train.size() > 1 ? ", ..." : "") + ") has " +
+                    std::to_string(train_data->rows()) + " rows, fewer than train.batch_size = " +
+                    std::to_string(cfg.train.batch_size) + ": lower train.batch_size or add data");
+  }
   int64_t outputs = 1;
+  if (cfg.model.task == Task::kBinary) {
+    // Labels must be 0/1: checked up front (split across ranks), not hours into training.
+    scan_classes(*train_data, partition(train_data->rows(), comm.rank(), comm.size()), 2);
+    if (val_data) scan_classes(*val_data, partition(val_data->rows(), comm.rank(), comm.size()), 2);
+  }
   if (cfg.model.task == Task::kRegression) {
     outputs = train_data->label_columns();
   } else if (cfg.model.task == Task::kClassification) {

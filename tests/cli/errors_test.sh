@@ -49,11 +49,13 @@ expect_exit 3 "empty.h5: dataset 'X' is empty" 2 train c.toml --set data.train=e
 expect_exit 3 "feat.h5: dataset 'X' has 5 features but .*good.h5 has 6" 2 train c.toml --set 'data.train=["good.h5", "feat.h5"]'
 expect_exit 3 "noy.h5: no dataset 'y'" 2 train c.toml --set data.train=noy.h5
 expect_exit 3 "label.h5 row 17, dataset 'y': label 7 outside 0..2" 2 train c.toml --set data.train=label.h5 --set model.classes=3 --set train.batch_size=8
-expect_exit 3 "frac.h5 row 9, dataset 'y': label 1.5 is not a class index" 2 train c.toml --set data.train=frac.h5
+expect_exit 3 "frac.h5 row 9, dataset 'y': label 1.5 is not a class index" 2 train c.toml --set data.train=frac.h5 --set train.batch_size=8
 expect_exit 3 "\[rank 1\] .*nan.h5 row 5, dataset 'X' column 2: feature is nan" 2 train c.toml --set data.train=nan.h5 --set data.shuffle=false --set train.batch_size=8
 expect_exit 3 "inf.h5 row 30, dataset 'X' column 0: feature is inf" 2 train c.toml --set data.train=inf.h5 --set train.batch_size=8
 expect_exit 3 "fewer than train.batch_size = 500" 2 train c.toml --set train.batch_size=500
-expect_exit 3 "binary task labels are 0 or 1" 2 train c.toml --set model.task=binary
+expect_exit 3 "good.h5 row [0-9]+, dataset 'y': label 2 outside 0..1 \(binary task labels are 0 or 1" 2 train c.toml --set model.task=binary --set checkpoint.dir=binrun
+[[ ! -e binrun ]] || fail "a label error found before training still started a run"
+expect_exit 3 "has 400 rows, fewer than train.batch_size = 2147483648" 2 train c.toml --set train.batch_size=2147483648
 
 # Model files: exit 4 when corrupt or mismatched.
 tess 2 train c.toml --quiet >/dev/null
