@@ -31,20 +31,49 @@ void make_dirs(const std::string& path) {
   if (ec) throw Error("cannot create directory " + path + ": " + ec.message());
 }
 
-void atomic_write_with(const std::string& path, const std::function<void(const std::string&)>& write) {
+namespace {
+
+std::string parent_dir(const std::string& path) {
   const fs::path target(path);
-  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  const std::string tmp = (dir / ("." + target.filename().string() + ".tmp." + std::to_string(::getpid()))).string();
+  return target.has_parent_path() ? target.parent_path().string() : ".";
+}
+
+}  // namespace
+
+void commit_temp(const std::string& tmp, const std::string& path) {
+  ::chmod(tmp.c_str(), 0644);
+  fsync_path(tmp);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw Error("cannot rename " + tmp + " to " + path);
+  fsync_path(parent_dir(path));
+}
+
+void atomic_write_with(const std::string& path, const std::function<void(const std::string&)>& write) {
+  const std::string tmp =
+      (fs::path(parent_dir(path)) / ("." + fs::path(path).filename().string() + ".tmp." + std::to_string(::getpid())))
+          .string();
   try {
     write(tmp);
-    ::chmod(tmp.c_str(), 0644);
-    fsync_path(tmp);
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) throw Error("cannot rename " + tmp + " to " + path);
-    fsync_path(dir.string());
+    commit_temp(tmp, path);
   } catch (...) {
     std::remove(tmp.c_str());
     throw;
   }
+}
+
+void write_in_rank_order(const std::string& path, Communicator& comm,
+                         const std::function<void(const std::string&)>& create,
+                         const std::function<void(const std::string&)>& write_part) {
+  // A fixed name every rank derives alike; if a rank fails, MPI_Abort stops the job before the
+  // rename, so path is never replaced by a partial file.
+  const std::string tmp = path + ".tmp-parts";
+  if (comm.rank() == 0) create(tmp);
+  comm.barrier();
+  for (int r = 0; r < comm.size(); ++r) {
+    if (r == comm.rank()) write_part(tmp);
+    comm.barrier();
+  }
+  if (comm.rank() == 0) commit_temp(tmp, path);
+  comm.barrier();
 }
 
 void atomic_write_text(const std::string& path, const std::string& content) {

@@ -6,6 +6,8 @@
 #include <functional>
 #include <string>
 
+#include "core/communicator.h"
+
 namespace tessera {
 
 // Writes content to path atomically: a crash leaves either the old file or the new one.
@@ -13,6 +15,14 @@ void atomic_write_text(const std::string& path, const std::string& content);
 // Runs write(temp_path) to produce a file, then fsyncs and renames it over path. The temp file
 // is removed if write throws.
 void atomic_write_with(const std::string& path, const std::function<void(const std::string&)>& write);
+// Makes a finished temp file durable and moves it over path: fsync, rename, fsync directory.
+void commit_temp(const std::string& tmp, const std::string& path);
+// Collective. For files that several ranks fill: rank 0 runs create(tmp); then each rank, in rank
+// order, runs write_part(tmp) (a plain HDF5 file takes one writer at a time); then rank 0
+// commits tmp over path. Readers never see a partial file.
+void write_in_rank_order(const std::string& path, Communicator& comm,
+                         const std::function<void(const std::string&)>& create,
+                         const std::function<void(const std::string&)>& write_part);
 // fsync a file or directory by path.
 void fsync_path(const std::string& path);
 // mkdir -p with mode 0755 (and umask 022 applied by the CLI).

@@ -139,6 +139,18 @@ void write_floats(hid_t file, const std::string& name, const std::vector<int64_t
   }
 }
 
+void write_rows(hid_t d, int64_t first, int64_t rows, int64_t cols, bool two_d, hid_t mem_type,
+                const void* data, const std::string& what) {
+  Handle fs(H5Dget_space(d));
+  hsize_t start[2] = {static_cast<hsize_t>(first), 0};
+  hsize_t count[2] = {static_cast<hsize_t>(rows), static_cast<hsize_t>(cols)};
+  H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, nullptr, count, nullptr);
+  Handle ms(H5Screate_simple(two_d ? 2 : 1, count, nullptr));
+  if (H5Dwrite(d, mem_type, ms, fs, H5P_DEFAULT, data) < 0) {
+    throw Error("write to " + what + " failed (disk full?)");
+  }
+}
+
 std::vector<float> read_floats(hid_t dataset) {
   int64_t n = 1;
   for (int64_t d : shape(dataset)) n *= d;

@@ -52,6 +52,10 @@ bool is_integer(hid_t dataset);
 // Writes a whole float32 dataset of the given shape (creation plist: no timestamps).
 void write_floats(hid_t file, const std::string& name, const std::vector<int64_t>& shape,
                   const float* data, int64_t chunk_rows = 0);
+// Writes rows [first, first + rows) of dataset d (cols columns; 1-D when !two_d) from data in
+// mem_type. Error names `what` (the file) on failure.
+void write_rows(hid_t d, int64_t first, int64_t rows, int64_t cols, bool two_d, hid_t mem_type,
+                const void* data, const std::string& what);
 // Reads a whole float32 dataset (converting from its stored type).
 std::vector<float> read_floats(hid_t dataset);
 

@@ -83,23 +83,13 @@ int64_t import_idx(const IdxImportOptions& opt) {
       const int64_t n = std::min(block, rows - b);
       images.read_exact(px.data(), n * features, "image pixels");
       labels.read_exact(lb.data(), n, "labels");
-      hsize_t start[2] = {static_cast<hsize_t>(b), 0}, count[2] = {static_cast<hsize_t>(n), static_cast<hsize_t>(features)};
-      h5::Handle fs(H5Dget_space(x));
-      H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, nullptr, count, nullptr);
-      h5::Handle ms(H5Screate_simple(2, count, nullptr));
-      herr_t rc;
       if (opt.raw) {
-        rc = H5Dwrite(x, H5T_NATIVE_UCHAR, ms, fs, H5P_DEFAULT, px.data());
+        h5::write_rows(x, b, n, features, true, H5T_NATIVE_UCHAR, px.data(), tmp);
       } else {
         for (int64_t i = 0; i < n * features; ++i) xf[i] = static_cast<float>(px[i]) / 255.0f;
-        rc = H5Dwrite(x, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, xf.data());
+        h5::write_rows(x, b, n, features, true, H5T_NATIVE_FLOAT, xf.data(), tmp);
       }
-      h5::Handle lfs(H5Dget_space(y));
-      H5Sselect_hyperslab(lfs, H5S_SELECT_SET, start, nullptr, count, nullptr);
-      h5::Handle lms(H5Screate_simple(1, count, nullptr));
-      if (rc < 0 || H5Dwrite(y, H5T_NATIVE_UCHAR, lms, lfs, H5P_DEFAULT, lb.data()) < 0) {
-        throw Error("write to " + tmp + " failed (disk full?)");
-      }
+      h5::write_rows(y, b, n, 1, false, H5T_NATIVE_UCHAR, lb.data(), tmp);
     }
     h5::write_string_attr(f, "source", opt.images + " " + opt.labels);
     h5::write_string_attr(f, "features_scale", opt.raw ? "raw uint8 0..255" : "pixel / 255");

@@ -4,9 +4,7 @@
 #include "io/synth.h"
 
 #include <algorithm>
-#include <filesystem>
 #include <cmath>
-#include <cstdio>
 #include <vector>
 
 #include "core/data_order.h"
@@ -58,8 +56,11 @@ void synth_dataset(const SynthOptions& opt, Communicator& comm) {
                                            : std::max<int64_t>(1, (int64_t{1} << 20) / (4 * opt.features));
   const bool regression = opt.task == Task::kRegression;
   const int64_t k = regression ? 1 : (opt.task == Task::kBinary ? 2 : opt.classes);
-  const std::string tmp = opt.out + ".tmp-synth";
-  if (comm.rank() == 0) {
+  const int64_t chunks = (opt.rows + chunk - 1) / chunk;
+  const Range mine = partition(chunks, comm.rank(), comm.size());
+  const int64_t begin = mine.begin * chunk, end = std::min(opt.rows, mine.end * chunk);
+  const Teacher teacher(opt.seed, opt.features, k);
+  auto create = [&](const std::string& tmp) {
     h5::Handle f = h5::create(tmp);
     const std::vector<hsize_t> xd{static_cast<hsize_t>(opt.rows), static_cast<hsize_t>(opt.features)};
     h5::Handle xs(H5Screate_simple(2, xd.data(), nullptr));
@@ -70,56 +71,35 @@ void synth_dataset(const SynthOptions& opt, Communicator& comm) {
     h5::Handle y(H5Dcreate2(f, "y", regression ? H5T_IEEE_F32LE : H5T_STD_I64LE, ys, H5P_DEFAULT, yp, H5P_DEFAULT));
     if (!x.valid() || !y.valid()) throw Error("cannot create datasets in " + tmp);
     h5::write_string_attr(f, "generator", "tessera data synth");
-  }
-  comm.barrier();
-  const int64_t chunks = (opt.rows + chunk - 1) / chunk;
-  const Range mine = partition(chunks, comm.rank(), comm.size());
-  const int64_t begin = mine.begin * chunk, end = std::min(opt.rows, mine.end * chunk);
-  const Teacher teacher(opt.seed, opt.features, k);
-  // Ranks write one after another: a plain (non-MPI-IO) HDF5 file has one writer at a time.
-  for (int r = 0; r < comm.size(); ++r) {
-    if (r == comm.rank() && end > begin) {
-      h5::Handle f(H5Fopen(tmp.c_str(), H5F_ACC_RDWR, H5P_DEFAULT));
-      if (!f.valid()) throw Error("cannot reopen " + tmp + " for writing");
-      h5::Handle x(H5Dopen2(f, "X", H5P_DEFAULT)), y(H5Dopen2(f, "y", H5P_DEFAULT));
-      const int64_t block = std::max<int64_t>(chunk, (int64_t{16} << 20) / (4 * opt.features) / chunk * chunk);
-      std::vector<float> xb(static_cast<size_t>(block * opt.features));
-      std::vector<double> yb(static_cast<size_t>(block));
-      std::vector<double> logit(static_cast<size_t>(k));
-      for (int64_t b = begin; b < end; b += block) {
-        const int64_t n = std::min(block, end - b);
-        for (int64_t i = 0; i < n; ++i) {
-          Rng rng(opt.seed, hash3(0x5a7d, static_cast<uint64_t>(opt.first_row + b + i), 0));
-          float* xi = xb.data() + i * opt.features;
-          for (int64_t j = 0; j < opt.features; ++j) xi[j] = static_cast<float>(rng.normal());
-          teacher.logits(xi, logit.data());
-          if (regression) {
-            yb[i] = logit[0] + 0.1 * rng.normal();
-          } else {
-            yb[i] = static_cast<double>(std::max_element(logit.begin(), logit.end()) - logit.begin());
-          }
-        }
-        hsize_t start[2] = {static_cast<hsize_t>(b), 0}, count[2] = {static_cast<hsize_t>(n), static_cast<hsize_t>(opt.features)};
-        h5::Handle xs(H5Dget_space(x));
-        H5Sselect_hyperslab(xs, H5S_SELECT_SET, start, nullptr, count, nullptr);
-        h5::Handle xm(H5Screate_simple(2, count, nullptr));
-        h5::Handle ys(H5Dget_space(y));
-        H5Sselect_hyperslab(ys, H5S_SELECT_SET, start, nullptr, count, nullptr);
-        h5::Handle ym(H5Screate_simple(1, count, nullptr));
-        if (H5Dwrite(x, H5T_NATIVE_FLOAT, xm, xs, H5P_DEFAULT, xb.data()) < 0 ||
-            H5Dwrite(y, H5T_NATIVE_DOUBLE, ym, ys, H5P_DEFAULT, yb.data()) < 0) {
-          throw Error("write to " + tmp + " failed (disk full?)");
+  };
+  auto write_part = [&](const std::string& tmp) {
+    if (end <= begin) return;
+    h5::Handle f(H5Fopen(tmp.c_str(), H5F_ACC_RDWR, H5P_DEFAULT));
+    if (!f.valid()) throw Error("cannot reopen " + tmp + " for writing");
+    h5::Handle x(H5Dopen2(f, "X", H5P_DEFAULT)), y(H5Dopen2(f, "y", H5P_DEFAULT));
+    const int64_t block = std::max<int64_t>(chunk, (int64_t{16} << 20) / (4 * opt.features) / chunk * chunk);
+    std::vector<float> xb(static_cast<size_t>(block * opt.features));
+    std::vector<double> yb(static_cast<size_t>(block));
+    std::vector<double> logit(static_cast<size_t>(k));
+    for (int64_t b = begin; b < end; b += block) {
+      const int64_t n = std::min(block, end - b);
+      for (int64_t i = 0; i < n; ++i) {
+        Rng rng(opt.seed, hash3(0x5a7d, static_cast<uint64_t>(opt.first_row + b + i), 0));
+        float* xi = xb.data() + i * opt.features;
+        for (int64_t j = 0; j < opt.features; ++j) xi[j] = static_cast<float>(rng.normal());
+        teacher.logits(xi, logit.data());
+        if (regression) {
+          yb[i] = logit[0] + 0.1 * rng.normal();
+        } else {
+          yb[i] = static_cast<double>(std::max_element(logit.begin(), logit.end()) - logit.begin());
         }
       }
+      h5::write_rows(x, b, n, opt.features, true, H5T_NATIVE_FLOAT, xb.data(), tmp);
+      h5::write_rows(y, b, n, 1, false, H5T_NATIVE_DOUBLE, yb.data(), tmp);
     }
-    comm.barrier();
-  }
-  if (comm.rank() == 0) {
-    fsync_path(tmp);
-    if (std::rename(tmp.c_str(), opt.out.c_str()) != 0) throw Error("cannot rename " + tmp + " to " + opt.out);
-    fsync_path(std::filesystem::path(opt.out).parent_path().empty() ? "." : std::filesystem::path(opt.out).parent_path().string());
-  }
-  comm.barrier();
+  };
+  // Each rank generates its own chunks; the file's bytes of data do not depend on N.
+  write_in_rank_order(opt.out, comm, create, write_part);
 }
 
 }  // namespace tessera
