@@ -185,34 +185,37 @@ void read_any(RawRows* raw, hid_t d, const std::string& path, const std::string&
 
 }  // namespace
 
+void Hdf5Dataset::read_runs(size_t f, float* x, double* y) {
+  const Open& o = *open_[f];
+  if (x != nullptr) {
+    read_any(o.raw_x.get(), o.x, info_[f].path, x_name_, starts_, lens_, features_, true, H5T_NATIVE_FLOAT, x);
+  }
+  if (y != nullptr && o.y.valid()) {
+    read_any(o.raw_y.get(), o.y, info_[f].path, y_name_, starts_, lens_, label_columns_, o.y_two_d,
+             H5T_NATIVE_DOUBLE, y);
+  }
+}
+
 void Hdf5Dataset::read_rows(const int64_t* rows, int64_t count, float* x, double* y) {
   int64_t i = 0;
-  std::vector<hsize_t>& starts = starts_;  // members: their capacity is reused every step
-  std::vector<hsize_t>& lens = lens_;
   while (i < count) {
     const size_t f = file_of(rows[i]);
     const int64_t file_end = info_[f].first_row + info_[f].rows;
     const int64_t first = i;
-    starts.clear();
-    lens.clear();
+    starts_.clear();
+    lens_.clear();
     while (i < count && rows[i] < file_end) {
       TESSERA_CHECK(i == first || rows[i] > rows[i - 1], "rows must be strictly increasing");
       const int64_t local = rows[i] - info_[f].first_row;
-      if (!starts.empty() && static_cast<int64_t>(starts.back() + lens.back()) == local) {
-        ++lens.back();
+      if (!starts_.empty() && static_cast<int64_t>(starts_.back() + lens_.back()) == local) {
+        ++lens_.back();
       } else {
-        starts.push_back(static_cast<hsize_t>(local));
-        lens.push_back(1);
+        starts_.push_back(static_cast<hsize_t>(local));
+        lens_.push_back(1);
       }
       ++i;
     }
-    const Open& o = *open_[f];
-    read_any(o.raw_x.get(), o.x, info_[f].path, x_name_, starts, lens, features_, true, H5T_NATIVE_FLOAT,
-             x + first * features_);
-    if (y != nullptr && o.y.valid()) {
-      read_any(o.raw_y.get(), o.y, info_[f].path, y_name_, starts, lens, label_columns_, o.y_two_d,
-               H5T_NATIVE_DOUBLE, y + first * label_columns_);
-    }
+    read_runs(f, x + first * features_, y == nullptr ? nullptr : y + first * label_columns_);
   }
 }
 
@@ -224,15 +227,8 @@ void Hdf5Dataset::read_range(int64_t begin, int64_t end, float* x, double* y) {
     const int64_t stop = std::min(end, info_[f].first_row + info_[f].rows);
     starts_.assign(1, static_cast<hsize_t>(r - info_[f].first_row));
     lens_.assign(1, static_cast<hsize_t>(stop - r));
-    const Open& o = *open_[f];
-    if (x != nullptr) {
-      read_any(o.raw_x.get(), o.x, info_[f].path, x_name_, starts_, lens_, features_, true, H5T_NATIVE_FLOAT,
-               x + (r - begin) * features_);
-    }
-    if (y != nullptr && o.y.valid()) {
-      read_any(o.raw_y.get(), o.y, info_[f].path, y_name_, starts_, lens_, label_columns_, o.y_two_d,
-               H5T_NATIVE_DOUBLE, y + (r - begin) * label_columns_);
-    }
+    read_runs(f, x == nullptr ? nullptr : x + (r - begin) * features_,
+              y == nullptr ? nullptr : y + (r - begin) * label_columns_);
     r = stop;
   }
 }

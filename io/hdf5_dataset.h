@@ -53,10 +53,13 @@ class Hdf5Dataset {
 
  private:
   struct Open;
+  // Reads the row runs in starts_/lens_ of file f into x and y (either may be null).
+  void read_runs(size_t f, float* x, double* y);
   std::string x_name_, y_name_;
   std::vector<Hdf5FileInfo> info_;
   std::vector<std::unique_ptr<Open>> open_;
-  std::vector<unsigned long long> starts_, lens_;  // hsize_t row runs of the current read (reused, no per-step heap)
+  // hsize_t row runs of the current read: members, so their capacity is reused every step.
+  std::vector<unsigned long long> starts_, lens_;
   int64_t rows_ = 0, features_ = 0, label_columns_ = 1;
   bool labels_integer_ = true;
 };
