@@ -12,6 +12,15 @@
 
 namespace tessera {
 
+void check_batch_fits(const TrainConfig& cfg, int64_t rows) {
+  if (rows >= cfg.train.batch_size) return;
+  const std::string files = cfg.data.train.empty()
+                                ? std::string("training data")
+                                : "training data (" + cfg.data.train[0] + (cfg.data.train.size() > 1 ? ", ..." : "") + ")";
+  throw DataError(files + " has " + std::to_string(rows) + " rows, fewer than train.batch_size = " +
+                  std::to_string(cfg.train.batch_size) + ": lower train.batch_size or add data");
+}
+
 int64_t total_steps(const TrainSection& train, int64_t rows) {
   const int64_t per_epoch = rows / train.batch_size;
   // Saturating: epochs may be huge when max_steps is the real limit.
@@ -71,13 +80,8 @@ void Trainer::run_eval(const FlatBuffer& params, int64_t step, int64_t epoch, Tr
 
 TrainSummary Trainer::run(FlatBuffer& params) {
   const int64_t batch = cfg_.train.batch_size;
+  check_batch_fits(cfg_, train_.rows());
   const int64_t per_epoch = train_.rows() / batch;
-  if (per_epoch == 0) {
-    throw DataError("training data (" + cfg_.data.train[0] + (cfg_.data.train.size() > 1 ? ", ..." : "") + ") has " +
-                    std::to_string(train_.rows()) +
-                    " rows, fewer than train.batch_size = " + std::to_string(batch) +
-                    ": lower train.batch_size or add data");
-  }
   const int64_t total = total_steps(cfg_.train, train_.rows());
   const ModelSpec& spec = model_.spec();
 

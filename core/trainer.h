@@ -27,6 +27,10 @@ struct TrainSummary {
   bool evaluated = false;
 };
 
+// DataError unless `rows` training rows fill at least one global batch (the message names the
+// training files). Checked before anything is sized by the batch.
+void check_batch_fits(const TrainConfig& cfg, int64_t rows);
+
 // Number of optimizer steps a run of this config takes on `rows` training rows.
 int64_t total_steps(const TrainSection& train, int64_t rows);
 

@@ -135,47 +135,32 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   }
   check_agreement(comm, shape, "the dataset layout (rows per file, features, label columns, chunk rows)");
 
-  // Checked before anything is sized by the batch (a huge batch would otherwise run out of memory
-  // before the trainer could say why).
-  if (cfg.train.batch_size > train_data->rows()) {
-    throw DataError("training data (" + cfg.data.train[0] + (cfg.data.train.size() > 1 ? ", ..." : "") + ") has " +
-                    std::to_string(train_data->rows()) + " rows, fewer than train.batch_size = " +
-                    std::to_string(cfg.train.batch_size) + ": lower train.batch_size or add data");
-  }
-  int64_t outputs = 1;
-  if (cfg.model.task == Task::kBinary) {
-    // Labels must be 0/1: checked up front (split across ranks), not hours into training.
-    scan_classes(*train_data, partition(train_data->rows(), comm.rank(), comm.size()), 2);
-    if (val_data) scan_classes(*val_data, partition(val_data->rows(), comm.rank(), comm.size()), 2);
-  }
-  if (cfg.model.task == Task::kRegression) {
-    outputs = train_data->label_columns();
-  } else if (cfg.model.task == Task::kClassification) {
-    // Scan the labels up front (split across ranks): infers K, and a validation label outside
-    // 0..K-1 is reported now rather than after the first epoch.
-    const int64_t given = cfg.model.classes;
-    int64_t k[2] = {scan_classes(*train_data, partition(train_data->rows(), comm.rank(), comm.size()), given),
-                    val_data ? scan_classes(*val_data, partition(val_data->rows(), comm.rank(), comm.size()), given) : 0};
-    comm.allreduce_max(std::span<int64_t>(k, 2));
-    outputs = cfg.model.classes;
-    if (outputs == 0) {
-      if (k[0] < 2) {
-        throw DataError(cfg.data.train[0] + ": training labels hold " + std::to_string(k[0]) +
-                        " class(es); classification needs 2 or more (or set model.task)");
+  // Before anything is sized by the batch: a huge batch would otherwise run out of memory first.
+  check_batch_fits(cfg, train_data->rows());
+  int64_t outputs = train_data->label_columns();  // regression: one output per target column
+  if (cfg.model.task != Task::kRegression) {
+    // Labels are scanned up front, split across ranks, so a bad label (also in the validation
+    // set) stops the run now rather than hours in. Binary labels must be 0/1; classification
+    // labels below model.classes, or they infer it (max + 1).
+    const int64_t limit = cfg.model.task == Task::kBinary ? 2 : cfg.model.classes;
+    int64_t k[2] = {scan_classes(*train_data, partition(train_data->rows(), comm.rank(), comm.size()), limit),
+                    val_data ? scan_classes(*val_data, partition(val_data->rows(), comm.rank(), comm.size()), limit) : 0};
+    outputs = 1;  // binary: one logit
+    if (cfg.model.task == Task::kClassification) {
+      comm.allreduce_max(std::span<int64_t>(k, 2));
+      outputs = cfg.model.classes;
+      if (outputs == 0) {
+        if (k[0] < 2) {
+          throw DataError(cfg.data.train[0] + ": training labels hold " + std::to_string(k[0]) +
+                          " class(es); classification needs 2 or more (or set model.task)");
+        }
+        if (k[0] > kMaxClasses) {
+          throw DataError(cfg.data.train[0] + ": the largest training label is " + std::to_string(k[0] - 1) +
+                          "; more than " + std::to_string(kMaxClasses) +
+                          " classes is surely a bad label (set model.classes to check)");
+        }
+        outputs = std::max(k[0], k[1]);  // scan_classes already refused labels >= a given K
       }
-      if (k[0] > kMaxClasses) {
-        throw DataError(cfg.data.train[0] + ": the largest training label is " + std::to_string(k[0] - 1) +
-                        "; more than " + std::to_string(kMaxClasses) + " classes is surely a bad label (set model.classes to check)");
-      }
-      outputs = std::max(k[0], k[1]);
-    }
-    if (k[0] > outputs) {
-      throw DataError(cfg.data.train[0] + ": training labels reach class " + std::to_string(k[0] - 1) +
-                      " but model.classes = " + std::to_string(outputs));
-    }
-    if (k[1] > outputs) {
-      throw DataError(cfg.data.validation[0] + ": validation labels reach class " + std::to_string(k[1] - 1) +
-                      " but the model has " + std::to_string(outputs) + " classes");
     }
   }
   const ModelSpec spec = make_model_spec(cfg.model, train_data->features(), outputs);
