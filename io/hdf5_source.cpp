@@ -32,21 +32,23 @@ Hdf5Source::Hdf5Source(std::shared_ptr<Hdf5Dataset> data, const SourceOptions& o
   }
 }
 
-std::vector<int64_t> Hdf5Source::step_rows(int64_t epoch, int64_t step) {
+void Hdf5Source::slice_rows(int64_t epoch, int64_t step, int64_t* out) {
   order_.set_epoch(epoch);
-  std::vector<int64_t> out(static_cast<size_t>(slice_.size()));
   const int64_t base = step * opt_.global_batch;
-  order_.rows_at(base + slice_.begin, base + slice_.end, out.data());
+  TESSERA_CHECK(base + opt_.global_batch <= data_->rows(), "step ", step, " past the epoch");
+  order_.rows_at(base + slice_.begin, base + slice_.end, out);
+}
+
+std::vector<int64_t> Hdf5Source::step_rows(int64_t epoch, int64_t step) {
+  std::vector<int64_t> out(static_cast<size_t>(slice_.size()));
+  slice_rows(epoch, step, out.data());
   return out;
 }
 
 Batch Hdf5Source::next(int64_t epoch, int64_t step) {
   const int64_t n = slice_.size();
   TESSERA_CHECK(n > 0, "rank ", opt_.rank, " has no rows in a batch of ", opt_.global_batch);
-  order_.set_epoch(epoch);
-  const int64_t base = step * opt_.global_batch;
-  TESSERA_CHECK(base + opt_.global_batch <= data_->rows(), "step ", step, " past the epoch");
-  order_.rows_at(base + slice_.begin, base + slice_.end, rows_.data());
+  slice_rows(epoch, step, rows_.data());
   for (int64_t i = 0; i < n; ++i) by_row_[i] = {rows_[i], i};
   std::sort(by_row_.begin(), by_row_.begin() + n);
   for (int64_t i = 0; i < n; ++i) sorted_rows_[i] = by_row_[i].first;

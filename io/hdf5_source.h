@@ -40,6 +40,8 @@ class Hdf5Source final : public BatchSource {
   std::vector<int64_t> step_rows(int64_t epoch, int64_t step);
 
  private:
+  // This rank's global rows of (epoch, step) in batch order -> out (slice size).
+  void slice_rows(int64_t epoch, int64_t step, int64_t* out);
   Batch finish(int64_t count, const int64_t* rows_in_batch_order);
 
   std::shared_ptr<Hdf5Dataset> data_;
