@@ -84,14 +84,9 @@ struct Problem {
   }
 };
 
-void gradient_check(Activation act, Task task) {
-  const ModelSpec spec = mlp_spec({7, 9, 5, 3}, act, task);
-  Problem prob(spec, 6);
-  std::vector<double> p = filled(static_cast<size_t>(spec.param_count()), 11, 0.6);
-  std::vector<double> analytic(p.size(), 1e300);  // backward must overwrite every entry
-  prob.loss(p, analytic.data());
+// Central differences of prob's loss at p (p is restored).
+std::vector<double> numeric_gradient(Problem& prob, std::vector<double>& p, double h = 1e-5) {
   std::vector<double> numeric(p.size());
-  const double h = 1e-5;
   for (size_t i = 0; i < p.size(); ++i) {
     const double keep = p[i];
     p[i] = keep + h;
@@ -101,6 +96,16 @@ void gradient_check(Activation act, Task task) {
     p[i] = keep;
     numeric[i] = (up - down) / (2 * h);
   }
+  return numeric;
+}
+
+void gradient_check(Activation act, Task task) {
+  const ModelSpec spec = mlp_spec({7, 9, 5, 3}, act, task);
+  Problem prob(spec, 6);
+  std::vector<double> p = filled(static_cast<size_t>(spec.param_count()), 11, 0.6);
+  std::vector<double> analytic(p.size(), 1e300);  // backward must overwrite every entry
+  prob.loss(p, analytic.data());
+  const std::vector<double> numeric = numeric_gradient(prob, p);
   std::vector<double> diff(p.size()), sum(p.size());
   double max_diff = 0;
   for (size_t i = 0; i < p.size(); ++i) {
@@ -133,17 +138,9 @@ TEST(ModelGradient, LinearModel) {
   std::vector<double> p = filled(static_cast<size_t>(spec.param_count()), 2, 0.5);
   std::vector<double> g(p.size());
   prob.loss(p, g.data());
-  const double h = 1e-5;
+  const std::vector<double> numeric = numeric_gradient(prob, p);
   double max_diff = 0;
-  for (size_t i = 0; i < p.size(); ++i) {
-    const double keep = p[i];
-    p[i] = keep + h;
-    const double up = prob.loss(p, nullptr);
-    p[i] = keep - h;
-    const double down = prob.loss(p, nullptr);
-    p[i] = keep;
-    max_diff = std::max(max_diff, std::abs((up - down) / (2 * h) - g[i]));
-  }
+  for (size_t i = 0; i < p.size(); ++i) max_diff = std::max(max_diff, std::abs(numeric[i] - g[i]));
   EXPECT_LT(max_diff, 1e-8);
 }
 
