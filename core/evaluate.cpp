@@ -23,6 +23,10 @@ kernels::LossResult task_loss(Task task, const float* out, const Batch& batch, f
   return {};
 }
 
+int64_t eval_batch_rows(int64_t global_batch, int world) {
+  return std::max<int64_t>(256, partition(global_batch, 0, world).size());
+}
+
 EvalResult evaluate(Model& model, const float* params, BatchSource& source, Communicator& comm) {
   const Range mine = partition(source.rows(), comm.rank(), comm.size());
   const int64_t step = source.max_batch_rows();

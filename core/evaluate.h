@@ -22,6 +22,10 @@ struct EvalResult {
   double rmse = 0.0;      // regression
 };
 
+// Rows each rank evaluates per read: its share of a global batch, at least 256 (evaluation
+// holds no gradients, so a larger read costs little and amortizes the per-read overhead).
+int64_t eval_batch_rows(int64_t global_batch, int world);
+
 // Collective: all ranks must call. Model arena must hold source.max_batch_rows() rows.
 EvalResult evaluate(Model& model, const float* params, BatchSource& source, Communicator& comm);
 

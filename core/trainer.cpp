@@ -101,7 +101,6 @@ TrainSummary Trainer::run(FlatBuffer& params) {
       interval[0] += stats[0];
       interval[1] += stats[1];
       interval[2] += static_cast<double>(batch);
-      summary.final_step_loss = step_loss;
 
       const auto now = std::chrono::steady_clock::now();
       const double elapsed = std::chrono::duration<double>(now - t0).count();

@@ -20,7 +20,6 @@ namespace tessera {
 struct TrainSummary {
   int64_t steps = 0;
   double last_loss = 0.0;        // mean loss of the last log interval
-  double final_step_loss = 0.0;  // global mean loss of the last step
   double seconds = 0.0;
   double samples_per_s = 0.0;
   EvalResult last_eval;

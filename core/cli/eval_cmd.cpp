@@ -78,7 +78,7 @@ int eval_command(const std::vector<std::string>& argv, Communicator& comm) {
   so.classes = m.spec.outputs();
   so.rank = comm.rank();
   so.world = comm.size();
-  so.range_rows = std::max<int64_t>(256, (cfg.train.batch_size + comm.size() - 1) / comm.size());
+  so.range_rows = eval_batch_rows(cfg.train.batch_size, comm.size());
   Hdf5Source source(data, so);
   Model model(m.spec, source.max_batch_rows());
   const EvalResult r = evaluate(model, m.params.data(), source, comm);

@@ -176,7 +176,7 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   Hdf5Source train(train_data, so);
   std::unique_ptr<Hdf5Source> validation;
   SourceOptions vo = so;
-  vo.range_rows = std::max<int64_t>(256, partition(cfg.train.batch_size, 0, comm.size()).size());  // ceil(B/N)
+  vo.range_rows = eval_batch_rows(cfg.train.batch_size, comm.size());
   if (val_data) validation = std::make_unique<Hdf5Source>(val_data, vo);
   Model model(spec, std::max(train.max_batch_rows(), validation ? validation->max_batch_rows() : int64_t{1}));
 
