@@ -30,6 +30,14 @@ const char* to_string(Schedule s) {
   return "?";
 }
 
+const char* to_string(Precision p) {
+  switch (p) {
+    case Precision::kFp32: return "fp32";
+    case Precision::kBf16: return "bf16";
+  }
+  return "?";
+}
+
 const char* to_string(kernels::Activation a) {
   switch (a) {
     case kernels::Activation::kRelu: return "relu";

@@ -13,6 +13,8 @@ namespace tessera {
 enum class Task { kClassification, kBinary, kRegression };
 enum class OptimizerKind { kSgd, kAdam, kAdamW };
 enum class Schedule { kConstant, kCosine, kStep };
+// Training GEMM precision: fp32, or bf16 products with float32 accumulation and master weights.
+enum class Precision { kFp32, kBf16 };
 
 struct DataConfig {
   std::vector<std::string> train;       // resolved paths (globs expanded), concatenated in order
@@ -54,7 +56,7 @@ struct TrainSection {
   int64_t log_every = 10;
   int64_t eval_every = 0;
   int64_t threads = 0;
-  std::string precision = "fp32";
+  Precision precision = Precision::kFp32;
 };
 
 struct DistributedConfig {
@@ -81,6 +83,7 @@ struct TrainConfig {
 const char* to_string(Task t);
 const char* to_string(OptimizerKind k);
 const char* to_string(Schedule s);
+const char* to_string(Precision p);
 const char* to_string(kernels::Activation a);
 
 }  // namespace tessera

@@ -1,6 +1,7 @@
 // The linear and mlp models: a stack of nn.Linear layers with an activation between them.
 // Parameters and gradients are flat buffers owned by the caller; the model owns only its
-// activation arena, sized once for max_rows, so forward and backward allocate nothing of their
+// activation arena, sized once for max_rows (with bf16 copies of the weights, activations and
+// gradients when built for bf16 training), so forward and backward allocate nothing of their
 // own (the oneDNN engine allocates a constant few blocks per GEMM call; see kernels/dense.h).
 #pragma once
 
@@ -10,6 +11,7 @@
 
 #include "core/config.h"
 #include "kernels/activation.h"
+#include "kernels/bf16.h"
 
 namespace tessera {
 
@@ -35,25 +37,36 @@ ModelSpec make_model_spec(const ModelConfig& cfg, int64_t features, int64_t outp
 template <class T>
 class BasicModel {
  public:
-  BasicModel(ModelSpec spec, int64_t max_rows);
+  // bf16 (float only) sizes the bf16 arena too, so that forward may be asked for bf16.
+  BasicModel(ModelSpec spec, int64_t max_rows, Precision precision = Precision::kFp32);
   const ModelSpec& spec() const { return spec_; }
 
   // params (param_count), x (n, inputs) -> returns out (n, outputs), valid until next forward;
-  // the caller may overwrite it (e.g. with the loss gradient) before backward.
-  T* forward(const T* params, const T* x, int64_t n);
-  // After forward on the same x: dout (n, outputs) -> grads (param_count), overwritten.
-  // dout is clobbered (used as scratch).
+  // the caller may overwrite it (e.g. with the loss gradient) before backward. kBf16 (training)
+  // converts the weights to bf16 once, here, and runs every product on bf16 operands with
+  // float accumulation; out, the loss and the gradients stay float.
+  T* forward(const T* params, const T* x, int64_t n, Precision p = Precision::kFp32);
+  // After forward on the same params and x: dout (n, outputs) -> grads (param_count),
+  // overwritten, in the precision of that forward. dout is clobbered (used as scratch).
   void backward(const T* params, const T* x, T* dout, T* grads, int64_t n);
 
  private:
   // relu hidden layers run as one GEMM with relu in its epilogue and keep only a.
   bool fused_relu() const { return spec_.activation == kernels::Activation::kRelu; }
+  void forward_bf16(const T* params, const T* x, int64_t n);
+  void backward_bf16(T* dout, T* grads, int64_t n);
 
   ModelSpec spec_;
   int64_t max_rows_;
   std::vector<std::vector<T>> z_;  // pre-activation of each layer (n, out_l); empty if fused
   std::vector<std::vector<T>> a_;  // activation of each hidden layer (n, out_l)
   std::vector<T> scratch_a_, scratch_b_;
+  // bf16 arena (empty unless built for bf16): the weights, the input, each hidden activation,
+  // and each gradient scratch plain and transposed (the weight gradient's left operand).
+  bool last_forward_bf16_ = false;
+  std::vector<kernels::bf16> params16_, x16_;
+  std::vector<std::vector<kernels::bf16>> a16_;
+  std::vector<kernels::bf16> scratch16_[2], scratch16_t_[2];
 };
 
 using Model = BasicModel<float>;

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "core/optimizer.h"
+#include "kernels/dense.h"
 
 namespace tessera {
 
@@ -19,6 +20,14 @@ void check_batch_fits(const TrainConfig& cfg, int64_t rows) {
                                 : "training data (" + cfg.data.train[0] + (cfg.data.train.size() > 1 ? ", ..." : "") + ")";
   throw DataError(files + " has " + std::to_string(rows) + " rows, fewer than train.batch_size = " +
                   std::to_string(cfg.train.batch_size) + ": lower train.batch_size or add data");
+}
+
+void check_precision(const TrainSection& train) {
+  if (train.precision != Precision::kBf16) return;
+  if (const char* why = kernels::bf16_unsupported_reason()) {
+    throw ConfigError(std::string("config key 'train.precision': 'bf16' cannot run here: ") + why +
+                      " (use \"fp32\")");
+  }
 }
 
 int64_t total_steps(const TrainSection& train, int64_t rows) {
@@ -34,13 +43,15 @@ Trainer::Trainer(const TrainConfig& cfg, Model& model, Communicator& comm, Batch
                  Progress& progress)
     : cfg_(cfg), model_(model), comm_(comm), train_(train), validation_(validation),
       metrics_(std::move(metrics)), progress_(progress), grads_(model.spec().param_count()),
-      optimizer_(cfg.optimizer, model.spec().param_count(), total_steps(cfg.train, train.rows())) {}
+      optimizer_(cfg.optimizer, model.spec().param_count(), total_steps(cfg.train, train.rows())) {
+  check_precision(cfg.train);
+}
 
 Trainer::StepStats Trainer::step(FlatBuffer& params, int64_t epoch, int64_t step_in_epoch, int64_t step) {
   const ModelSpec& spec = model_.spec();
   const double scale = 1.0 / static_cast<double>(cfg_.train.batch_size);
   const Batch b = train_.next(epoch, step_in_epoch);
-  float* out = model_.forward(params.data(), b.x, b.rows);
+  float* out = model_.forward(params.data(), b.x, b.rows, cfg_.train.precision);
   const kernels::LossResult lr = task_loss(spec.task, out, b, out, spec.outputs(), scale);
   model_.backward(params.data(), b.x, out, grads_.data(), b.rows);
   comm_.allreduce_sum(grads_.span());

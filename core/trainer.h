@@ -30,13 +30,18 @@ struct TrainSummary {
 // training files). Checked before anything is sized by the batch.
 void check_batch_fits(const TrainConfig& cfg, int64_t rows);
 
+// ConfigError naming train.precision when it asks for bf16 and this build or CPU cannot run
+// the bf16 products (kernels::bf16_unsupported_reason says why).
+void check_precision(const TrainSection& train);
+
 // Number of optimizer steps a run of this config takes on `rows` training rows.
 int64_t total_steps(const TrainSection& train, int64_t rows);
 
 class Trainer {
  public:
   // metrics receives one JSON line per event (rank 0 writes it; other ranks pass nullptr).
-  // validation may be null. The model arena must hold max(train, validation) batch rows.
+  // validation may be null. The model arena must hold max(train, validation) batch rows, and be
+  // built for train.precision.
   Trainer(const TrainConfig& cfg, Model& model, Communicator& comm, BatchSource& train,
           BatchSource* validation, std::function<void(const std::string&)> metrics,
           Progress& progress);

@@ -191,10 +191,9 @@ const std::map<std::string, Reader>& schema() {
       {"train.threads", [](auto& n, auto& c, auto& k, auto&) { c.train.threads = get_int(n, k, 0, 4096); }},
       {"train.precision",
        [](auto& n, auto& c, auto& k, auto&) {
-         c.train.precision = get_choice(n, k, {"fp32", "bf16"});
-         if (c.train.precision == "bf16") {
-           bad(k, "'bf16' is not available in this version of tessera yet (use \"fp32\")");
-         }
+         // Whether this machine runs bf16 is checked by `train` (check_precision), not here:
+         // evaluating a bf16-trained run's config runs in float32 anywhere.
+         c.train.precision = get_choice(n, k, {"fp32", "bf16"}) == "bf16" ? Precision::kBf16 : Precision::kFp32;
        }},
       {"distributed.strategy",
        [](auto& n, auto& c, auto& k, auto&) {
@@ -355,7 +354,7 @@ std::string to_toml(const TrainConfig& c) {
                             {"log_every", c.train.log_every},
                             {"eval_every", c.train.eval_every},
                             {"threads", c.train.threads},
-                            {"precision", c.train.precision}}},
+                            {"precision", to_string(c.train.precision)}}},
       {"distributed", toml::table{{"strategy", c.distributed.strategy},
                                   {"bucket_mb", c.distributed.bucket_mb},
                                   {"timeout_s", c.distributed.timeout_s}}},

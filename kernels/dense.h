@@ -9,6 +9,8 @@
 
 #include <cstdint>
 
+#include "kernels/bf16.h"
+
 namespace tessera::kernels {
 
 // x (n, in), w (out, in), b (out) or nullptr -> y (n, out) = x·wᵀ + b
@@ -40,5 +42,38 @@ void dense_backward_relu(const T* dy, const T* x, const T* w, T* dw, T* db, T* d
 
 // The engine behind the float products: "onednn" or "eigen".
 const char* gemm_engine_name();
+
+// bf16 products, for bf16 training: bf16 operands, float32 accumulation and float32 outputs, on
+// the oneDNN engine only, cut into the same fixed tiles as the float products (so the bits do
+// not depend on the thread count). They throw std::logic_error when bf16_unsupported_reason()
+// is not nullptr.
+
+// nullptr when this build on this CPU runs the bf16 products; otherwise why not, in words: an
+// Eigen build, a CPU without AVX512_BF16, or oneDNN capped below it by ONEDNN_MAX_CPU_ISA.
+const char* bf16_unsupported_reason();
+
+// x (n, in), w (out, in) bf16, b (out) float or nullptr -> y (n, out) float = x·wᵀ + b, with
+// relu fused into the epilogue when `relu`; and y16 (n, out) = bf16(y) unless nullptr (the next
+// layer's input), converted tile by tile while the tile is in cache.
+void dense_forward_bf16(const bf16* x, const bf16* w, const float* b, float* y, bf16* y16,
+                        int64_t n, int64_t in, int64_t out, bool relu);
+
+// One layer's backward in bf16. The products read bf16 copies of dy, x and w; the bias gradient
+// sums the float dy. Outputs are overwritten; nullptr ones are skipped.
+struct DenseBf16Backward {
+  const float* dy = nullptr;   // (n, out): db = Σ_rows dy
+  const bf16* dy16 = nullptr;  // (n, out) bf16(dy): dx = dy·w
+  const bf16* dyt16 = nullptr; // (out, n) bf16(dy)ᵀ: dw = dyᵀ·x with a dense left operand (a
+                               // strided one runs 10-15% slower in oneDNN 2.6's bf16 gemm)
+  const bf16* x16 = nullptr;   // (n, in)
+  const bf16* w16 = nullptr;   // (out, in)
+  const float* relu_x = nullptr;  // (n, in) float x when x is a relu output: dx ⊙= [x > 0]
+  float* dw = nullptr;         // (out, in)
+  float* db = nullptr;         // (out)
+  float* dx = nullptr;         // (n, in)
+  bf16* dx16 = nullptr;        // (n, in) bf16(dx), after the relu mask, for the previous layer
+  bf16* dxt16 = nullptr;       // (in, n) bf16(dx)ᵀ
+};
+void dense_backward_bf16(const DenseBf16Backward& a, int64_t n, int64_t in, int64_t out);
 
 }  // namespace tessera::kernels

@@ -1,11 +1,13 @@
-// The oneDNN GEMM engine for the float dense products: each fixed output tile is one oneDNN 2.x
-// matmul primitive run single-threaded on the calling oneTBB thread, with the bias and an
-// optional ReLU fused into its epilogue. Primitives are cached per tile shape; each thread owns
+// The oneDNN GEMM engine for the float and bf16 dense products: each fixed output tile is one
+// oneDNN 2.x matmul primitive run single-threaded on the calling oneTBB thread, with the bias and
+// an optional ReLU fused into its epilogue. Primitives are cached per tile shape; each thread owns
 // its stream, memory objects and scratchpad per primitive, so concurrent tiles share nothing
 // mutable and steady-state calls create nothing.
 #include "kernels/gemm_engines.h"
 
 #include <stdexcept>
+
+#include "kernels/dense.h"
 
 #if TESSERA_GEMM_ONEDNN
 
@@ -27,21 +29,23 @@ namespace {
 using dnnl::memory;
 
 // One tile product: C (m, n) = A (m, k) · B (k, n) [+ bias (1, n)] [then relu], every operand
-// plain row/column strided float. The strides are part of the key: they pick the kernel.
+// plain row/column strided; A and B float or bf16, C and the bias float. The strides are part
+// of the key: they pick the kernel.
 struct TileKey {
-  // m, n, k, A strides (2), B strides (2), C row stride, has bias, relu.
-  std::array<int64_t, 10> v{};
+  // m, n, k, A strides (2), B strides (2), C row stride, has bias, relu, bf16 A and B.
+  std::array<int64_t, 11> v{};
   bool operator<(const TileKey& o) const { return v < o.v; }
   int64_t m() const { return v[0]; }
   int64_t n() const { return v[1]; }
   int64_t k() const { return v[2]; }
   bool bias() const { return v[8] != 0; }
   bool relu() const { return v[9] != 0; }
+  bool bf16() const { return v[10] != 0; }
 };
 
 TileKey tile_key(int64_t m, int64_t n, int64_t k, int64_t as0, int64_t as1, int64_t bs0,
-                 int64_t bs1, int64_t ldc, bool bias, bool relu) {
-  return TileKey{{m, n, k, as0, as1, bs0, bs1, ldc, bias ? 1 : 0, relu ? 1 : 0}};
+                 int64_t bs1, int64_t ldc, bool bias, bool relu, bool bf16 = false) {
+  return TileKey{{m, n, k, as0, as1, bs0, bs1, ldc, bias ? 1 : 0, relu ? 1 : 0, bf16 ? 1 : 0}};
 }
 
 const dnnl::engine& cpu_engine() {
@@ -78,8 +82,9 @@ void init_thread_state(const Primitive& p, ThreadState& s);
 std::unique_ptr<Primitive> make_primitive(const TileKey& key) {
   auto p = std::make_unique<Primitive>();
   const auto f32 = memory::data_type::f32;
-  p->a_md = memory::desc({key.m(), key.k()}, f32, {key.v[3], key.v[4]});
-  p->b_md = memory::desc({key.k(), key.n()}, f32, {key.v[5], key.v[6]});
+  const auto in_type = key.bf16() ? memory::data_type::bf16 : f32;
+  p->a_md = memory::desc({key.m(), key.k()}, in_type, {key.v[3], key.v[4]});
+  p->b_md = memory::desc({key.k(), key.n()}, in_type, {key.v[5], key.v[6]});
   p->c_md = memory::desc({key.m(), key.n()}, f32, {key.v[7], 1});
   if (key.bias()) p->bias_md = memory::desc({1, key.n()}, f32, {key.n(), 1});
   dnnl::primitive_attr attr;
@@ -146,12 +151,12 @@ void for_onednn_tiles(int64_t m, int64_t n, const Tile& tile) {
 // than one OpenMP thread every call would start its own team inside a oneTBB task, so the
 // calling thread is set to one (cheap; it also makes the primitive's choice of kernel, made at
 // creation, the single-thread one on every thread).
-void run_tile(const TileKey& key, const float* a, const float* b, const float* bias, float* c) {
+void run_tile(const TileKey& key, const void* a, const void* b, const float* bias, float* c) {
   omp_set_num_threads(1);
   Primitive& p = primitive_for(key);
   ThreadState& s = thread_state(p);
-  s.a.set_data_handle(const_cast<float*>(a));
-  s.b.set_data_handle(const_cast<float*>(b));
+  s.a.set_data_handle(const_cast<void*>(a));
+  s.b.set_data_handle(const_cast<void*>(b));
   s.c.set_data_handle(c);
   if (bias != nullptr) s.bias.set_data_handle(const_cast<float*>(bias));
   const dnnl_status_t status =
@@ -194,6 +199,54 @@ void onednn_dense_backward(const float* dy, const float* x, const float* w, floa
   }
 }
 
+const char* bf16_unsupported_reason() {
+  // oneDNN's ISA query covers both the CPU and a cap set with ONEDNN_MAX_CPU_ISA; cpuid is asked
+  // too so the message can say which of the two it is.
+  const unsigned isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
+  const unsigned need = static_cast<unsigned>(dnnl_cpu_isa_avx512_core_bf16);
+  if ((isa & need) == need) return nullptr;
+  if (!__builtin_cpu_supports("avx512bf16")) {
+    return "this CPU lacks AVX512_BF16, which the bf16 products need";
+  }
+  return "oneDNN is capped below avx512_core_bf16 by the environment variable ONEDNN_MAX_CPU_ISA";
+}
+
+namespace {
+void require_bf16() {
+  if (const char* why = bf16_unsupported_reason()) throw std::logic_error(why);
+}
+}  // namespace
+
+// x (n, in), w (out, in) bf16 -> y (n, out) = x·wᵀ + b [relu], y16 = bf16(y) per tile.
+void dense_forward_bf16(const bf16* x, const bf16* w, const float* b, float* y, bf16* y16,
+                        int64_t n, int64_t in, int64_t out, bool relu) {
+  require_bf16();
+  for_onednn_tiles(n, out, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    const TileKey key =
+        tile_key(r1 - r0, c1 - c0, in, in, 1, 1, in, out, b != nullptr, relu, true);
+    run_tile(key, x + r0 * in, w + c0 * in, b == nullptr ? nullptr : b + c0, y + r0 * out + c0);
+    if (y16 != nullptr) tile_to_bf16(y, y16, nullptr, n, out, r0, r1, c0, c1);
+  });
+}
+
+void dense_backward_bf16(const DenseBf16Backward& a, int64_t n, int64_t in, int64_t out) {
+  require_bf16();
+  // dw (out, in) = dyᵀ·x: A = rows [r0, r1) of the dense dyᵀ copy, B = x's columns [c0, c1).
+  for_onednn_tiles(out, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    const TileKey key = tile_key(r1 - r0, c1 - c0, n, n, 1, in, 1, in, false, false, true);
+    run_tile(key, a.dyt16 + r0 * n, a.x16 + c0, nullptr, a.dw + r0 * in + c0);
+    if (a.db != nullptr && c0 == 0) bias_backward_cols(a.dy, a.db, n, out, r0, r1);
+  });
+  if (a.dx == nullptr) return;
+  // dx (n, in) = dy·w, masked and converted for the previous layer while the tile is in cache.
+  for_onednn_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    const TileKey key = tile_key(r1 - r0, c1 - c0, out, out, 1, in, 1, in, false, false, true);
+    run_tile(key, a.dy16 + r0 * out, a.w16 + c0, nullptr, a.dx + r0 * in + c0);
+    if (a.relu_x != nullptr) relu_backward_tile(a.relu_x, a.dx, in, r0, r1, c0, c1);
+    if (a.dx16 != nullptr) tile_to_bf16(a.dx, a.dx16, a.dxt16, n, in, r0, r1, c0, c1);
+  });
+}
+
 }  // namespace tessera::kernels
 
 #else  // !TESSERA_GEMM_ONEDNN: the portable build has only the Eigen engine.
@@ -215,6 +268,19 @@ void onednn_dense_forward(const float*, const float*, const float*, float*, int6
 void onednn_dense_backward(const float*, const float*, const float*, float*, float*, float*,
                            int64_t, int64_t, int64_t, bool) {
   no_onednn();
+}
+
+const char* bf16_unsupported_reason() {
+  return "this build's GEMM engine is Eigen (-DTESSERA_GEMM=eigen or -DTESSERA_PORTABLE=ON); the "
+         "bf16 products need the oneDNN engine";
+}
+
+void dense_forward_bf16(const bf16*, const bf16*, const float*, float*, bf16*, int64_t, int64_t,
+                        int64_t, bool) {
+  throw std::logic_error(bf16_unsupported_reason());
+}
+void dense_backward_bf16(const DenseBf16Backward&, int64_t, int64_t, int64_t) {
+  throw std::logic_error(bf16_unsupported_reason());
 }
 
 }  // namespace tessera::kernels

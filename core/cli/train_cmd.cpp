@@ -107,6 +107,7 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   const ParsedConfig parsed = parse_config_file(args.positional()[0], args.all("--set"));
   const TrainConfig& cfg = parsed.config;
   check_agreement(comm, hash_string(parsed.resolved_toml), "the resolved config");
+  check_precision(cfg.train);
   if (cfg.train.batch_size < comm.size()) {
     throw ConfigError("config key 'train.batch_size': " + std::to_string(cfg.train.batch_size) +
                       " is smaller than the " + std::to_string(comm.size()) +
@@ -178,7 +179,8 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   SourceOptions vo = so;
   vo.range_rows = eval_batch_rows(cfg.train.batch_size, comm.size());
   if (val_data) validation = std::make_unique<Hdf5Source>(val_data, vo);
-  Model model(spec, std::max(train.max_batch_rows(), validation ? validation->max_batch_rows() : int64_t{1}));
+  Model model(spec, std::max(train.max_batch_rows(), validation ? validation->max_batch_rows() : int64_t{1}),
+              cfg.train.precision);
 
   FlatBuffer params(spec.param_count());
   if (comm.rank() == 0) {

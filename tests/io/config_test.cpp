@@ -152,7 +152,7 @@ TEST(Config, FullConfigGivesExpectedValues) {
   EXPECT_EQ(c.train.log_every, 5);
   EXPECT_EQ(c.train.eval_every, 200);
   EXPECT_EQ(c.train.threads, 2);
-  EXPECT_EQ(c.train.precision, "fp32");
+  EXPECT_EQ(c.train.precision, Precision::kFp32);
   EXPECT_EQ(c.distributed.strategy, "ddp");
   EXPECT_DOUBLE_EQ(c.distributed.bucket_mb, 8);
   EXPECT_DOUBLE_EQ(c.distributed.timeout_s, 60);

@@ -4,7 +4,8 @@
 // for its execution context (no public API avoids it; see tests/kernels/dense_test.cpp), so with
 // that engine the count must be the same every step (freed blocks reused, no growth) and within
 // 16 per GEMM tile. Either way no step touches a new page (minor faults counted with
-// getrusage). malloc is interposed and counted while armed.
+// getrusage). The bf16 path (bf16 copies of weights, activations and gradients, sized once in
+// the model) is held to the same rules. malloc is interposed and counted while armed.
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <tbb/global_control.h>
@@ -41,6 +42,7 @@ namespace {
 struct Case {
   OptimizerKind optimizer;
   int threads;
+  Precision precision = Precision::kFp32;
 };
 
 class StepAlloc : public ::testing::TestWithParam<Case> {};
@@ -50,6 +52,9 @@ TEST_P(StepAlloc, SteadyStateStepAllocations) {
   GTEST_SKIP() << "ASan owns malloc";
 #endif
   const Case c = GetParam();
+  if (c.precision == Precision::kBf16 && kernels::bf16_unsupported_reason() != nullptr) {
+    GTEST_SKIP() << kernels::bf16_unsupported_reason();
+  }
   tbb::global_control threads(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(c.threads));
   testing::TempDir dir;
   testing::TableSpec t;
@@ -67,13 +72,14 @@ TEST_P(StepAlloc, SteadyStateStepAllocations) {
   cfg.optimizer.lr = 0.001;
   cfg.optimizer.grad_clip_norm = 1.0;
   cfg.model.hidden = {32, 16};
+  cfg.train.precision = c.precision;
   auto data = std::make_shared<Hdf5Dataset>(std::vector<std::string>{dir.file("d.h5")}, "X", "y");
   SourceOptions so;
   so.classes = 5;
   so.global_batch = 64;
   Hdf5Source source(data, so);
   const ModelSpec spec = make_model_spec(cfg.model, 24, 5);
-  Model model(spec, source.max_batch_rows());
+  Model model(spec, source.max_batch_rows(), c.precision);
   FlatBuffer params(spec.param_count());
   init_params(spec, 1, params.data());
   LocalCommunicator comm;
@@ -122,12 +128,15 @@ TEST_P(StepAlloc, SteadyStateStepAllocations) {
       EXPECT_EQ(per_step[i], 0) << "heap allocations in steady-state step " << i;
     }
   }
-  std::printf("[ mallocs   ] engine %s: %ld per training step\n", kernels::gemm_engine_name(), long(per_step[0]));
+  std::printf("[ mallocs   ] engine %s %s: %ld per training step\n", kernels::gemm_engine_name(),
+              to_string(c.precision), long(per_step[0]));
 }
 
 INSTANTIATE_TEST_SUITE_P(Optimizers, StepAlloc,
                          ::testing::Values(Case{OptimizerKind::kSgd, 1}, Case{OptimizerKind::kAdamW, 1},
-                                           Case{OptimizerKind::kSgd, 2}));
+                                           Case{OptimizerKind::kSgd, 2},
+                                           Case{OptimizerKind::kAdamW, 1, Precision::kBf16},
+                                           Case{OptimizerKind::kSgd, 2, Precision::kBf16}));
 
 }  // namespace
 }  // namespace tessera

@@ -9,6 +9,8 @@
 #include <cmath>
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -287,6 +289,141 @@ TEST(Dense, GradientCheck) {
   EXPECT_LT(test::grad_check_score("dense dx", dx, test::numeric_gradient(x, loss)), 1e-6);
   EXPECT_LT(test::grad_check_score("dense dw", dw, test::numeric_gradient(w, loss)), 1e-6);
   EXPECT_LT(test::grad_check_score("dense db", db, test::numeric_gradient(b, loss)), 1e-6);
+}
+
+// bf16 copies of a DenseInputs' operands, as the model keeps them: x, w, dy and dyᵀ.
+struct Bf16Inputs {
+  std::vector<bf16> x, w, dy, dyt;
+  explicit Bf16Inputs(const DenseInputs<float>& d)
+      : x(d.x.size()), w(d.w.size()), dy(d.dy.size()), dyt(d.dy.size()) {
+    to_bf16(d.x.data(), x.data(), int64_t(x.size()));
+    to_bf16(d.w.data(), w.data(), int64_t(w.size()));
+    to_bf16(d.dy.data(), dy.data(), dyt.data(), d.s.n, d.s.out);
+  }
+};
+
+// Outputs of one bf16 forward + backward, with the bf16 copies of y and dx.
+struct Bf16Run {
+  DenseRun<float> f;
+  std::vector<bf16> y16, dx16, dxt16;
+};
+
+Bf16Run run_bf16(const DenseInputs<float>& d, const Bf16Inputs& h, bool relu, int threads) {
+  const auto [n, in, out] = d.s;
+  Bf16Run r{{std::vector<float>(n * out), std::vector<float>(out * in), std::vector<float>(out),
+             std::vector<float>(n * in)},
+            std::vector<bf16>(n * out), std::vector<bf16>(n * in), std::vector<bf16>(n * in)};
+  with_threads(threads, [&] {
+    dense_forward_bf16(h.x.data(), h.w.data(), d.b.data(), r.f.y.data(), r.y16.data(), n, in,
+                       out, relu);
+    DenseBf16Backward a;
+    a.dy = d.dy.data();
+    a.dy16 = h.dy.data();
+    a.dyt16 = h.dyt.data();
+    a.x16 = h.x.data();
+    a.w16 = h.w.data();
+    a.relu_x = relu ? d.x.data() : nullptr;
+    a.dw = r.f.dw.data();
+    a.db = r.f.db.data();
+    a.dx = r.f.dx.data();
+    a.dx16 = r.dx16.data();
+    a.dxt16 = r.dxt16.data();
+    dense_backward_bf16(a, n, in, out);
+  });
+  return r;
+}
+
+bool bits_equal(const std::vector<bf16>& a, const std::vector<bf16>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(bf16)) == 0;
+}
+
+// bf16 products: bitwise the same for 1 and 2 threads; equal to float64 products of the
+// bf16-rounded operands within float accumulation rounding (so they are bf16 inputs with float
+// accumulation, nothing coarser); within bf16 input rounding (2·2⁻⁹ per term) of the float64
+// products of the float operands; db exactly the float path's; the bf16 copies of y and dx
+// (plain and transposed) exactly bf16(y), bf16(dx).
+TEST(Dense, Bf16MatchesReferenceAndThreadCountInvariant) {
+  if (const char* why = bf16_unsupported_reason()) {
+    std::printf("[ bf16      ] unsupported here: %s\n", why);
+    const DenseInputs<float> d({4, 3, 2});
+    const Bf16Inputs h(d);
+    std::vector<float> y(8);
+    EXPECT_THROW(dense_forward_bf16(h.x.data(), h.w.data(), nullptr, y.data(), nullptr, 4, 3, 2,
+                                    false),
+                 std::logic_error);
+    return;
+  }
+  for (const Shape& s : kShapes) {
+    SCOPED_TRACE(testing::Message() << "n=" << s.n << " in=" << s.in << " out=" << s.out);
+    const DenseInputs<float> d(s);
+    const Bf16Inputs h(d);
+    const Bf16Run one = run_bf16(d, h, false, 1), two = run_bf16(d, h, false, 2);
+    EXPECT_TRUE(bitwise_equal(one.f.y, two.f.y));
+    EXPECT_TRUE(bitwise_equal(one.f.dw, two.f.dw));
+    EXPECT_TRUE(bitwise_equal(one.f.dx, two.f.dx));
+    EXPECT_TRUE(bits_equal(one.dx16, two.dx16));
+    EXPECT_TRUE(bitwise_equal(one.f.db, d.run().db)) << "db must sum the float dy";
+
+    DenseInputs<float> rounded = d;  // the operands the products actually see
+    for (auto* v : {&rounded.x, &rounded.w, &rounded.dy}) {
+      for (float& f : *v) f = to_float(to_bf16(f));
+    }
+    DenseRun<double> want, mag;
+    reference(rounded, want, mag);
+    expect_close("y", one.f.y, want.y, mag.y, 1e-5);
+    expect_close("dw", one.f.dw, want.dw, mag.dw, 1e-5);
+    expect_close("dx", one.f.dx, want.dx, mag.dx, 1e-5);
+    reference(d, want, mag);
+    expect_close("y", one.f.y, want.y, mag.y, 2.0 / 512 + 1e-5);
+    expect_close("dw", one.f.dw, want.dw, mag.dw, 2.0 / 512 + 1e-5);
+    expect_close("dx", one.f.dx, want.dx, mag.dx, 2.0 / 512 + 1e-5);
+
+    std::vector<bf16> y16(one.f.y.size()), dx16(one.f.dx.size()), dxt16(dx16.size());
+    to_bf16(one.f.y.data(), y16.data(), int64_t(y16.size()));
+    to_bf16(one.f.dx.data(), dx16.data(), dxt16.data(), s.n, s.in);
+    EXPECT_TRUE(bits_equal(one.y16, y16));
+    EXPECT_TRUE(bits_equal(one.dx16, dx16));
+    EXPECT_TRUE(bits_equal(one.dxt16, dxt16));
+  }
+}
+
+// The fused relu epilogue and relu-backward mask of the bf16 products select exactly what the
+// unfused products followed by relu select, for 1 and 2 threads.
+TEST(Dense, Bf16FusedReluEqualsUnfused) {
+  if (bf16_unsupported_reason() != nullptr) GTEST_SKIP() << bf16_unsupported_reason();
+  for (const Shape& s : kShapes) {
+    SCOPED_TRACE(testing::Message() << "n=" << s.n << " in=" << s.in << " out=" << s.out);
+    DenseInputs<float> d(s);
+    for (float& v : d.x) v = v < 0.0f ? 0.0f : v;  // x is a relu output, as in the model
+    const Bf16Inputs h(d);
+    Bf16Run want = run_bf16(d, h, false, 1);
+    activation_forward(Activation::kRelu, want.f.y.data(), want.f.y.data(), s.n * s.out);
+    activation_backward(Activation::kRelu, d.x.data(), d.x.data(), want.f.dx.data(),
+                        want.f.dx.data(), s.n * s.in);
+    for (int threads : {1, 2}) {
+      const Bf16Run got = run_bf16(d, h, true, threads);
+      for (size_t i = 0; i < want.f.y.size(); ++i) ASSERT_EQ(got.f.y[i], want.f.y[i]) << i;
+      EXPECT_TRUE(bitwise_equal(got.f.dx, want.f.dx)) << "threads=" << threads;
+      EXPECT_TRUE(bitwise_equal(got.f.dw, want.f.dw)) << "threads=" << threads;
+    }
+  }
+}
+
+// Round to nearest even, NaN kept, infinities and signed zeros exact.
+TEST(Dense, Bf16Rounding) {
+  EXPECT_EQ(to_bf16(1.0f).bits, 0x3f80);
+  EXPECT_EQ(to_bf16(-2.0f).bits, 0xc000);
+  EXPECT_EQ(to_bf16(-0.0f).bits, 0x8000);
+  EXPECT_EQ(to_float(to_bf16(1.0f + 1.0f / 256)), 1.0f);               // tie: to even (down)
+  EXPECT_EQ(to_float(to_bf16(1.0f + 3.0f / 256)), 1.0f + 1.0f / 64);   // tie: to even (up)
+  EXPECT_EQ(to_float(to_bf16(1.0f + 1.0f / 256 + 1e-6f)), 1.0f + 1.0f / 128);
+  EXPECT_TRUE(std::isinf(to_float(to_bf16(INFINITY))));
+  EXPECT_TRUE(std::isnan(to_float(to_bf16(NAN))));
+  uint32_t nan_bits = 0x7f800001;  // a NaN whose payload would round into infinity
+  float tiny_nan;
+  std::memcpy(&tiny_nan, &nan_bits, 4);
+  EXPECT_TRUE(std::isnan(to_float(to_bf16(tiny_nan))));
+  EXPECT_TRUE(std::isinf(to_float(to_bf16(3.4e38f))));  // above bf16's largest finite value
 }
 
 #if TESSERA_COUNT_MALLOC
