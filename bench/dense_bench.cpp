@@ -1,7 +1,7 @@
-// Throughput of the dense GEMM kernels of each engine (engine 0 = Eigen, 1 = oneDNN) at the
-// reference MLP's shapes (784-1024-1024-10, batch 128 and 256) and of the flat optimizer steps,
-// for 1 and 2 oneTBB threads. Every (engine, shape) is validated once against a naive double
-// reference before timing; a wrong kernel aborts.
+// Throughput of the dense GEMM kernels of each engine (engine 0 = Eigen, 1 = oneDNN), and of
+// oneDNN's bf16 products, at the reference MLP's shapes (784-1024-1024-10, batch 128 and 256)
+// and of the flat optimizer steps, for 1 and 2 oneTBB threads. Every (engine, shape) is
+// validated once against a naive double reference before timing; a wrong kernel aborts.
 #include <benchmark/benchmark.h>
 #include <tbb/global_control.h>
 
@@ -24,8 +24,10 @@ namespace {
 
 using namespace tessera::kernels;
 
-// AVX-512 FMA peak of one core of the reference machine, in FLOP/s.
+// AVX-512 FMA peak of one core of the reference machine, in FLOP/s. bf16: vdpbf16ps does two
+// multiply-adds per float lane, twice the float FMA's work per instruction.
 constexpr double kPeakPerThread = 220e9;
+constexpr double kBf16PeakPerThread = 2 * kPeakPerThread;
 
 std::vector<float> random_floats(int64_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -92,9 +94,17 @@ struct Layer {
 
   // Runs forward + backward once and compares every output with naive double loops.
   void validate() {
-    engine_forward(engine, x.data(), w.data(), b.data(), y.data(), n, in, out, false);
-    engine_backward(engine, dy.data(), x.data(), w.data(), dw.data(), db.data(), dx.data(), n, in,
-                    out);
+    validate_run([&] {
+      engine_forward(engine, x.data(), w.data(), b.data(), y.data(), n, in, out, false);
+      engine_backward(engine, dy.data(), x.data(), w.data(), dw.data(), db.data(), dx.data(), n,
+                      in, out);
+    });
+  }
+
+  // run() fills y, dw, db, dx from x, w, b, dy.
+  template <class Run>
+  void validate_run(const Run& run) {
+    run();
     std::vector<double> want(n * out), mag(n * out);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t o = 0; o < out; ++o) {
@@ -146,12 +156,13 @@ Layer make_layer(const benchmark::State& state) {
   return layer;
 }
 
-// FLOP/s and the share of the threads' combined peak.
-void set_flop_counters(benchmark::State& state, double flops_per_iter, int64_t threads) {
+// FLOP/s and the share of the threads' combined peak (float's, or bf16's).
+void set_flop_counters(benchmark::State& state, double flops_per_iter, int64_t threads,
+                       double peak_per_thread = kPeakPerThread) {
   const double flops = flops_per_iter * double(state.iterations());
   state.counters["flops"] = benchmark::Counter(flops, benchmark::Counter::kIsRate);
   state.counters["peak_pct"] = benchmark::Counter(
-      100.0 * flops / (kPeakPerThread * double(threads)), benchmark::Counter::kIsRate);
+      100.0 * flops / (peak_per_thread * double(threads)), benchmark::Counter::kIsRate);
 }
 
 // Args: engine, n, in, out, threads, relu (fused ReLU epilogue).
@@ -207,6 +218,111 @@ void mlp_shapes(benchmark::internal::Benchmark* b, bool backward) {
 
 BENCHMARK(BM_DenseForward)->Apply([](benchmark::internal::Benchmark* b) { mlp_shapes(b, false); });
 BENCHMARK(BM_DenseBackward)->Apply([](benchmark::internal::Benchmark* b) { mlp_shapes(b, true); });
+
+// A layer for the bf16 products, as the model runs them: x, w and dy rounded to bf16 in place
+// (so the double reference sees the operands the products see and the float tolerance holds),
+// their bf16 copies, dyᵀ, and bf16 copies of y and dx written by the epilogues.
+struct Bf16Layer : Layer {
+  std::vector<bf16> x16, w16, dy16, dyt16, y16, dx16, dxt16;
+  Bf16Layer(int64_t n_, int64_t in_, int64_t out_)
+      : Layer(kOneDnn, n_, in_, out_), x16(x.size()), w16(w.size()), dy16(dy.size()),
+        dyt16(dy.size()), y16(y.size()), dx16(dx.size()), dxt16(dx.size()) {
+    for (auto* v : {&x, &w, &dy}) {
+      for (float& f : *v) f = to_float(to_bf16(f));
+    }
+    to_bf16(x.data(), x16.data(), int64_t(x.size()));
+    to_bf16(w.data(), w16.data(), int64_t(w.size()));
+    to_bf16(dy.data(), dy16.data(), dyt16.data(), n, out);
+  }
+  void forward(bool relu) {
+    dense_forward_bf16(x16.data(), w16.data(), b.data(), y.data(), y16.data(), n, in, out, relu);
+  }
+  // With the dx epilogue the model uses for a relu hidden layer: mask, bf16 copies for the
+  // previous layer's products.
+  void backward(bool with_dx, bool relu_dx) {
+    DenseBf16Backward a;
+    a.dy = dy.data();
+    a.dy16 = dy16.data();
+    a.dyt16 = dyt16.data();
+    a.x16 = x16.data();
+    a.w16 = w16.data();
+    a.dw = dw.data();
+    a.db = db.data();
+    if (with_dx) {
+      a.relu_x = relu_dx ? x.data() : nullptr;
+      a.dx = dx.data();
+      a.dx16 = dx16.data();
+      a.dxt16 = dxt16.data();
+    }
+    dense_backward_bf16(a, n, in, out);
+  }
+};
+
+// Args: n, in, out, threads; as BM_DenseForward / BM_DenseBackward, for the bf16 products.
+Bf16Layer make_bf16_layer(const benchmark::State& state) {
+  static std::mutex mu;
+  static std::set<std::tuple<int64_t, int64_t, int64_t>> validated;
+  Bf16Layer l(state.range(0), state.range(1), state.range(2));
+  std::lock_guard<std::mutex> lock(mu);
+  if (validated.insert({l.n, l.in, l.out}).second) {
+    l.validate_run([&] {
+      l.forward(false);
+      l.backward(true, false);
+    });
+  }
+  return l;
+}
+
+void BM_DenseForwardBf16(benchmark::State& state) {
+  Bf16Layer l = make_bf16_layer(state);
+  const int64_t threads = state.range(3);
+  const bool relu = state.range(4) != 0;
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+  for (auto _ : state) {
+    l.forward(relu);
+    benchmark::DoNotOptimize(l.y.data());
+    benchmark::ClobberMemory();
+  }
+  set_flop_counters(state, 2.0 * double(l.n * l.in * l.out), threads, kBf16PeakPerThread);
+}
+
+void BM_DenseBackwardBf16(benchmark::State& state) {
+  Bf16Layer l = make_bf16_layer(state);
+  const int64_t threads = state.range(3);
+  const bool with_dx = state.range(4) != 0;
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+  for (auto _ : state) {
+    l.backward(with_dx, true);
+    benchmark::DoNotOptimize(l.dw.data());
+    benchmark::ClobberMemory();
+  }
+  set_flop_counters(state, (with_dx ? 4.0 : 2.0) * double(l.n * l.in * l.out), threads,
+                    kBf16PeakPerThread);
+}
+
+// The same shapes as mlp_shapes, on the bf16 products; none where this build or CPU has none.
+void mlp_shapes_bf16(benchmark::internal::Benchmark* b, bool backward) {
+  if (bf16_unsupported_reason() != nullptr) return;
+  for (int64_t n : {256, 128})
+    for (auto [in, out] : {std::pair<int64_t, int64_t>{784, 1024}, {1024, 1024}, {1024, 10}})
+      for (int64_t threads : {1, 2}) {
+        if (!backward) {
+          b->Args({n, in, out, threads, out == 10 ? 0 : 1});
+        } else {
+          for (int64_t with_dx : {1, 0}) b->Args({n, in, out, threads, with_dx});
+        }
+      }
+  b->ArgNames(backward ? std::vector<std::string>{"n", "in", "out", "threads", "dx"}
+                       : std::vector<std::string>{"n", "in", "out", "threads", "relu"});
+  b->UseRealTime()->Unit(benchmark::kMicrosecond);
+}
+
+BENCHMARK(BM_DenseForwardBf16)->Apply([](benchmark::internal::Benchmark* b) {
+  mlp_shapes_bf16(b, false);
+});
+BENCHMARK(BM_DenseBackwardBf16)->Apply([](benchmark::internal::Benchmark* b) {
+  mlp_shapes_bf16(b, true);
+});
 
 // The reference MLP's parameter count, rounded: 784·1024 + 1024·1024 + 1024·10 + biases.
 constexpr int64_t kParams = 1'900'000;

@@ -3,12 +3,16 @@
 SGD with momentum), at the same core count.
 
 usage: compare_pytorch.py [--tessera build/tessera] [--steps 120] [--cores 1 2] [--repeats 3]
+                          [--precision fp32 [bf16]] [--no-torch]
 
 PyTorch runs in the strongest setup measured in ../shared/LIMITS.md: AVX-512 OpenBLAS
 (OPENBLAS_CORETYPE unset), no per-step fresh pages (GLIBC_TUNABLES mmap/trim thresholds) and,
 for two threads, OMP_WAIT_POLICY=PASSIVE. Its data is a tensor in memory; tessera reads every
 batch from the HDF5 file. Each figure is the median over --repeats runs of the median
 steady-state samples/s (first 20 steps excluded). Both run pinned to the same cores (taskset).
+--precision fp32 bf16 also trains tessera with train.precision = "bf16" in every layout, runs
+interleaved with the fp32 ones, and prints the bf16 / fp32 ratio of the same run (PyTorch stays
+float32; it is compared with tessera's best fp32 layout). --no-torch skips PyTorch.
 Needs python3-torch, python3-h5py and OpenBLAS (`bash scripts/setup.sh python3-torch
 libopenblas0-pthread`; without OpenBLAS, Debian's PyTorch falls back to the reference BLAS).
 """
@@ -74,12 +78,13 @@ def run_torch(threads, steps, batch, data):
     return json.loads(out.stdout.strip().splitlines()[-1])["samples_per_s"]
 
 
-def run_tessera(tessera, ranks, threads, steps, batch, config, workdir):
-    run = os.path.join(workdir, f"run-{ranks}x{threads}")
+def run_tessera(tessera, ranks, threads, steps, batch, config, workdir, precision="fp32"):
+    run = os.path.join(workdir, f"run-{ranks}x{threads}-{precision}")
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     cmd = pin(ranks * threads) + ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(ranks), tessera, "train", config, "--quiet",
            "--set", f"train.threads={threads}", "--set", f"train.max_steps={steps}",
-           "--set", f"train.batch_size={batch}", "--set", f"checkpoint.dir={run}"]
+           "--set", f"train.batch_size={batch}", "--set", f"checkpoint.dir={run}",
+           "--set", f"train.precision={precision}"]
     subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     lines = [json.loads(l) for l in open(os.path.join(run, "metrics.jsonl"))]
     rates = [o["samples_per_s"] for o in lines if o["event"] == "train" and o["step"] > 20]
@@ -94,9 +99,13 @@ def main():
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--cores", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
+    ap.add_argument("--no-torch", action="store_true")
     a = ap.parse_args()
+    if "fp32" not in a.precision:
+        sys.exit("compare_pytorch: --precision needs fp32 (the baseline of every ratio)")
     blas = os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
-    if "openblas" not in blas:
+    if not a.no_torch and "openblas" not in blas:
         sys.exit(f"compare_pytorch: PyTorch would use {blas} (reference BLAS, ~30x slower); "
                  "install OpenBLAS first: bash scripts/setup.sh python3-torch libopenblas0-pthread")
     with tempfile.TemporaryDirectory() as work:
@@ -112,18 +121,26 @@ def main():
                     f'[train]\nbatch_size = {a.batch}\nepochs = 1000\nlog_every = 10\n')
         print(f"reference MLP 784-1024-1024-10, batch {a.batch}, SGD momentum; median of {a.repeats} runs "
               f"of {a.steps} steps\n")
-        print(f"{'cores':>5}  {'tessera layout':>15}  {'tessera':>10}  {'pytorch':>10}  {'ratio':>6}")
+        print(f"{'cores':>5}  {'tessera layout':>15}  {'precision':>9}  {'tessera':>10}  {'pytorch':>10}  {'ratio':>6}")
         for cores in a.cores:
             layouts = [(1, 1)] if cores == 1 else [(1, cores), (cores, 1)]
             best, best_layout = 0.0, None
             for ranks, threads in layouts:
-                r = statistics.median(run_tessera(a.tessera, ranks, threads, a.steps, a.batch, config, work)
-                                      for _ in range(a.repeats))
-                print(f"{cores:>5}  {f'{ranks} rank x {threads} thr':>15}  {r:>10,.0f}")
-                if r > best:
-                    best, best_layout = r, (ranks, threads)
+                # Precisions interleaved within each repeat, so that both see the same load.
+                runs = {p: [] for p in a.precision}
+                for _ in range(a.repeats):
+                    for p in a.precision:
+                        runs[p].append(run_tessera(a.tessera, ranks, threads, a.steps, a.batch, config, work, p))
+                rates = {p: statistics.median(v) for p, v in runs.items()}
+                for p, r in rates.items():
+                    extra = f"  {'bf16/fp32':>10}  {r / rates['fp32']:>6.2f}" if p != "fp32" else ""
+                    print(f"{cores:>5}  {f'{ranks} rank x {threads} thr':>15}  {p:>9}  {r:>10,.0f}{extra}")
+                if rates["fp32"] > best:
+                    best, best_layout = rates["fp32"], (ranks, threads)
+            if a.no_torch:
+                continue
             t = statistics.median(run_torch(cores, a.steps, a.batch, data) for _ in range(a.repeats))
-            print(f"{cores:>5}  {f'best {best_layout[0]}x{best_layout[1]}':>15}  {best:>10,.0f}  {t:>10,.0f}  "
+            print(f"{cores:>5}  {f'best {best_layout[0]}x{best_layout[1]}':>15}  {'fp32':>9}  {best:>10,.0f}  {t:>10,.0f}  "
                   f"{best / t:>6.2f}")
 
 

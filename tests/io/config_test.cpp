@@ -8,6 +8,8 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/trainer.h"
+#include "kernels/dense.h"
 #include "tests/io/error_matchers.h"
 #include "tests/io/test_files.h"
 
@@ -268,6 +270,21 @@ TEST(Config, SetOverridesApplyAndAreValidated) {
   TESSERA_EXPECT_THROW_NAMING(ConfigError, parse(kFull, {"optimizer.lr"}), "optimizer.lr");
 }
 
+// "bf16" parses anywhere (eval of a bf16 run's config runs in float32 on any machine); train's
+// check_precision refuses it, naming the key and the reason, exactly where the kernels cannot
+// run it (the CLI test cli_bf16 forces that case with ONEDNN_MAX_CPU_ISA).
+TEST(Config, PrecisionParsesAndTrainChecksBf16) {
+  const TrainConfig c = parse(kFull, {"train.precision=bf16"}).config;
+  EXPECT_EQ(c.train.precision, Precision::kBf16);
+  TESSERA_EXPECT_THROW_NAMING(ConfigError, parse(kFull, {"train.precision=fp16"}), "train.precision");
+  EXPECT_NO_THROW(check_precision(parse(kFull).config.train));
+  if (const char* why = kernels::bf16_unsupported_reason()) {
+    TESSERA_EXPECT_THROW_NAMING(ConfigError, check_precision(c.train), "train.precision", why);
+  } else {
+    EXPECT_NO_THROW(check_precision(c.train));
+  }
+}
+
 TEST(Config, InvalidTomlNamesTheLine) {
   TESSERA_EXPECT_THROW_NAMING(ConfigError, parse("[data]\ntrain = \"a.h5\"\nlr = = 3\n"), "test.toml", ":3:");
   TESSERA_EXPECT_THROW_NAMING(ConfigError, parse("[data]\ntrain = \"a.h5\"\n\n\n[model\n"), ":5:");
@@ -277,7 +294,8 @@ TEST(Config, ResolvedTomlRoundTrips) {
   for (const std::vector<std::string>& overrides :
        {std::vector<std::string>{}, std::vector<std::string>{"optimizer.lr=0.1", "optimizer.eps=1e-8",
                                                              "optimizer.weight_decay=0.3",
-                                                             "data.validation=\"\"", "model.init=\"\""}}) {
+                                                             "data.validation=\"\"", "model.init=\"\"",
+                                                             "train.precision=bf16"}}) {
     const ParsedConfig a = parse(kFull, overrides);
     const ParsedConfig b = parse_config_text(a.resolved_toml, "/elsewhere", "resolved.toml", {});
     expect_same(a.config, b.config);
