@@ -118,7 +118,7 @@ TEST_P(StepAlloc, SteadyStateStepAllocations) {
   EXPECT_EQ(after.ru_minflt - before.ru_minflt, 0) << "page faults in " << per_step.size() << " steady-state steps";
   EXPECT_EQ(after.ru_majflt - before.ru_majflt, 0);
   const bool onednn = std::string(kernels::gemm_engine_name()) == "onednn";
-  // One 256x256 tile per product here: 3 forward, 3 weight-gradient, 2 input-gradient GEMMs.
+  // One oneDNN tile per product here: 3 forward, 3 weight-gradient, 2 input-gradient GEMMs.
   constexpr int64_t kTilesPerStep = 8;
   for (size_t i = 0; i < per_step.size(); ++i) {
     if (onednn) {

@@ -56,9 +56,10 @@ struct Shape {
   int64_t n, in, out;
 };
 
-// 37x19x23 is one partial tile; 257x129x67 spans 3 row tiles; 300x70x520 spans 3 column tiles
-// of y and dw (out > 256), and 129x300x40 spans 2 column tiles of dx (in > 256).
-const Shape kShapes[] = {{37, 19, 23}, {257, 129, 67}, {300, 70, 520}, {129, 300, 40}, {1, 1, 1}};
+// 37x19x23 is one partial tile; 257x129x67 spans 3 row tiles of Eigen's and 2 of oneDNN's;
+// 300x70x520 spans 3 (Eigen) / 2 (oneDNN) column tiles of y and dw (out > 512), and 129x600x40
+// spans 3 / 2 column tiles of dx (in > 512).
+const Shape kShapes[] = {{37, 19, 23}, {257, 129, 67}, {300, 70, 520}, {129, 600, 40}, {1, 1, 1}};
 
 // Outputs of one forward + backward run.
 template <class T>
