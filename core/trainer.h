@@ -26,6 +26,17 @@ struct TrainSummary {
   bool evaluated = false;
 };
 
+// Where a run stands after `step` optimizer steps: with the weights and the optimizer state,
+// everything needed to continue it exactly (a checkpoint). The data position is step itself:
+// every epoch has the same number of steps, so (epoch, step in epoch) follows from it.
+struct TrainState {
+  int64_t step = 0;
+  int64_t evaluated_at = -1;          // step of the last validation pass (-1: none yet)
+  double interval[3] = {0, 0, 0};     // loss sum, correct, rows since the last training line
+  double last_loss = 0.0;             // mean loss of the last training line
+  double elapsed_s = 0.0;             // training seconds before this state (time_s continues)
+};
+
 // DataError unless `rows` training rows fill at least one global batch (the message names the
 // training files). Checked before anything is sized by the batch.
 void check_batch_fits(const TrainConfig& cfg, int64_t rows);
@@ -41,8 +52,15 @@ class Trainer {
           BatchSource* validation, std::function<void(const std::string&)> metrics,
           Progress& progress);
 
-  // Collective. params must be identical on every rank (broadcast beforehand).
-  TrainSummary run(FlatBuffer& params);
+  // Collective. params must be identical on every rank (broadcast beforehand). start: where
+  // a resumed run continues (the optimizer state must be restored to match).
+  TrainSummary run(FlatBuffer& params, const TrainState& start = {});
+
+  // Called (on every rank, collectively) after each step the checkpoint settings select
+  // (checkpoint.every_steps, else each epoch's end) and after the last step, once that step's
+  // training line and evaluations are written.
+  void set_checkpoint_hook(std::function<void(const TrainState&)> hook) { checkpoint_ = std::move(hook); }
+  Optimizer& optimizer() { return optimizer_; }
 
   // One optimizer step on global step `step` (epoch, step_in_epoch): read this rank's rows,
   // forward, loss, backward, allreduce, update. Collective. Returns the global loss sum and
@@ -64,6 +82,7 @@ class Trainer {
   BatchSource* validation_;
   std::function<void(const std::string&)> metrics_;
   Progress& progress_;
+  std::function<void(const TrainState&)> checkpoint_;
   FlatBuffer grads_;
   Optimizer optimizer_;
 };

@@ -368,4 +368,51 @@ std::string to_toml(const TrainConfig& c) {
   return os.str();
 }
 
+std::string resume_identity_toml(const TrainConfig& cfg) {
+  TrainConfig c = cfg;
+  const TrainConfig defaults;
+  c.data.train.clear();
+  c.data.validation.clear();
+  c.data.memory_budget_mb = defaults.data.memory_budget_mb;
+  c.model.init.clear();
+  c.train.epochs = defaults.train.epochs;
+  c.train.max_steps = defaults.train.max_steps;
+  c.train.log_every = defaults.train.log_every;
+  c.train.eval_every = defaults.train.eval_every;
+  c.train.threads = defaults.train.threads;
+  c.distributed.timeout_s = defaults.distributed.timeout_s;
+  c.distributed.bucket_mb = defaults.distributed.bucket_mb;
+  c.checkpoint = defaults.checkpoint;
+  return to_toml(c);
+}
+
+namespace {
+
+// "section.key" -> value for the `key = value` lines of a to_toml text.
+std::map<std::string, std::string> toml_lines(const std::string& text) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(text);
+  std::string line, section;
+  while (std::getline(in, line)) {
+    line.erase(0, line.find_first_not_of(" \t"));
+    if (line.size() > 2 && line.front() == '[' && line.back() == ']') section = line.substr(1, line.size() - 2);
+    const size_t eq = line.find(" = ");
+    if (eq != std::string::npos) out[section + "." + line.substr(0, eq)] = line.substr(eq + 3);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string identity_diff(const std::string& before, const std::string& now) {
+  const auto a = toml_lines(before), b = toml_lines(now);
+  std::string out;
+  for (const auto& [key, value] : b) {
+    const auto it = a.find(key);
+    const std::string old = it == a.end() ? "(absent)" : it->second;
+    if (old != value) out += (out.empty() ? "" : "; ") + key + ": " + old + " in the checkpoint, " + value + " now";
+  }
+  return out.empty() ? "the config differs in a way no single key shows" : out;
+}
+
 }  // namespace tessera

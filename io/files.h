@@ -31,9 +31,9 @@ void make_dirs(const std::string& path);
 std::string sha256_hex(const void* data, size_t n);
 std::string sha256_file(const std::string& path);
 
-// Cheap fingerprint of a data file (docs/formats.md): SHA-256 over its size and 16 evenly
-// spaced 64 KiB windows (the whole file when it is under 1 MiB). Detects replaced, truncated
-// or regenerated files at O(1 MiB) of reading per file, whatever the file size.
+// Cheap fingerprint of a data file (docs/formats.md): SHA-256 over its size and evenly spaced
+// 64 KiB windows, one per 64 MiB of file, 16 to 256 (the whole file when it is under 1 MiB).
+// Detects replaced, truncated, appended or regenerated files reading at most 16 MiB per file.
 std::string fingerprint_file(const std::string& path);
 
 }  // namespace tessera
