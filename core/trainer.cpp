@@ -58,25 +58,30 @@ Trainer::StepStats Trainer::step(FlatBuffer& params, int64_t epoch, int64_t step
 }
 
 void Trainer::run_eval(const FlatBuffer& params, int64_t step, int64_t epoch, TrainSummary& summary) {
-  if (validation_ == nullptr) return;
-  const EvalResult r = evaluate(model_, params.data(), *validation_, comm_);
-  JsonObject line;
-  line.add("event", "eval").add("step", step).add("epoch", epoch).add("split", "validation");
-  line.add("rows", r.rows).add("loss", r.loss);
-  if (model_.spec().task == Task::kRegression) {
-    line.add("rmse", r.rmse);
-  } else {
-    line.add("accuracy", r.accuracy);
+  if (validation_ == nullptr && eval_sets_.empty()) return;
+  auto one = [&](const std::string& split, BatchSource& source) {
+    const EvalResult r = evaluate(model_, params.data(), source, comm_);
+    JsonObject line;
+    line.add("event", "eval").add("step", step).add("epoch", epoch).add("split", split);
+    line.add("rows", r.rows).add("loss", r.loss);
+    const bool regression = model_.spec().task == Task::kRegression;
+    if (regression) {
+      line.add("rmse", r.rmse);
+    } else {
+      line.add("accuracy", r.accuracy);
+    }
+    if (metrics_) metrics_(line.str());
+    char msg[200];
+    std::snprintf(msg, sizeof msg, "eval step %lld: %s loss %.4f %s %.4f", static_cast<long long>(step),
+                  split.c_str(), r.loss, regression ? "rmse" : "accuracy", regression ? r.rmse : r.accuracy);
+    progress_.note(msg);
+    return r;
+  };
+  if (validation_ != nullptr) {
+    summary.last_eval = one("validation", *validation_);
+    summary.evaluated = true;
   }
-  if (metrics_) metrics_(line.str());
-  char msg[160];
-  std::snprintf(msg, sizeof msg, "eval step %lld: validation loss %.4f %s %.4f",
-                static_cast<long long>(step), r.loss,
-                model_.spec().task == Task::kRegression ? "rmse" : "accuracy",
-                model_.spec().task == Task::kRegression ? r.rmse : r.accuracy);
-  progress_.note(msg);
-  summary.last_eval = r;
-  summary.evaluated = true;
+  for (const auto& [name, source] : eval_sets_) one(name, *source);
 }
 
 TrainSummary Trainer::run(FlatBuffer& params, const TrainState& start) {

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/batch_source.h"
 #include "core/communicator.h"
@@ -61,6 +63,9 @@ class Trainer {
   // training line and evaluations are written.
   void set_checkpoint_hook(std::function<void(const TrainState&)> hook) { checkpoint_ = std::move(hook); }
   Optimizer& optimizer() { return optimizer_; }
+  // Another evaluation set, evaluated with the validation set and reported as split `name`.
+  // The model arena must hold source->max_batch_rows() rows.
+  void add_eval_set(std::string name, BatchSource* source) { eval_sets_.emplace_back(std::move(name), source); }
 
   // One optimizer step on global step `step` (epoch, step_in_epoch): read this rank's rows,
   // forward, loss, backward, allreduce, update. Collective. Returns the global loss sum and
@@ -80,6 +85,7 @@ class Trainer {
   Communicator& comm_;
   BatchSource& train_;
   BatchSource* validation_;
+  std::vector<std::pair<std::string, BatchSource*>> eval_sets_;
   std::function<void(const std::string&)> metrics_;
   Progress& progress_;
   std::function<void(const TrainState&)> checkpoint_;

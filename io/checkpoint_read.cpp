@@ -64,6 +64,10 @@ bool is_checkpoint_dir(const std::string& path) {
 Checkpoint read_checkpoint(const std::string& dir_in) {
   const std::string dir = fs::path(dir_in).lexically_normal().string();
   if (!fs::is_directory(dir)) throw CorruptionError(dir + ": no such checkpoint directory");
+  if (fs::path(dir).filename().string().rfind(".tmp-", 0) == 0) {
+    throw CorruptionError(dir + ": incomplete checkpoint: a temporary directory that was never committed "
+                          "(the write was interrupted); resume from a committed step- directory");
+  }
   const std::string manifest = dir + "/MANIFEST";
   if (!fs::exists(manifest)) {
     throw CorruptionError(dir + ": incomplete checkpoint: part MANIFEST is missing (the write never "

@@ -115,6 +115,18 @@ const std::map<std::string, Reader>& schema() {
          c.data.validation = (n.is_string() && get_string(n, k).empty()) ? std::vector<std::string>{}
                                                                           : get_paths(n, k, b);
        }},
+      {"data.extra_validation",
+       [](auto& n, auto& c, auto& k, auto& b) {
+         const toml::table* t = n.as_table();
+         if (t == nullptr) bad(k, "expected a table of name = file(s), e.g. { old = \"old_val.h5\" }");
+         c.data.extra_validation.clear();
+         for (auto&& [name, files] : *t) {
+           const std::string nm(name.str());
+           const bool plain = !nm.empty() && nm.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == std::string::npos;
+           if (!plain || nm == "validation") bad(k + "." + nm, "a set name is letters, digits, _ or - and not 'validation'");
+           c.data.extra_validation.emplace_back(nm, get_paths(files, k + "." + nm, b));
+         }
+       }},
       {"data.features", [](auto& n, auto& c, auto& k, auto&) { c.data.features = get_string(n, k); }},
       {"data.labels", [](auto& n, auto& c, auto& k, auto&) { c.data.labels = get_string(n, k); }},
       {"data.shuffle", [](auto& n, auto& c, auto& k, auto&) { c.data.shuffle = get_bool(n, k); }},
@@ -324,9 +336,12 @@ std::string to_toml(const TrainConfig& c) {
   };
   toml::array hidden;
   for (int64_t h : c.model.hidden) hidden.push_back(h);
+  toml::table extra;
+  for (const auto& [name, files] : c.data.extra_validation) extra.insert(name, paths(files));
   toml::table root{
       {"data", toml::table{{"train", paths(c.data.train)},
                            {"validation", paths(c.data.validation)},
+                           {"extra_validation", extra},
                            {"features", c.data.features},
                            {"labels", c.data.labels},
                            {"shuffle", c.data.shuffle},
@@ -373,6 +388,7 @@ std::string resume_identity_toml(const TrainConfig& cfg) {
   const TrainConfig defaults;
   c.data.train.clear();
   c.data.validation.clear();
+  c.data.extra_validation.clear();
   c.data.memory_budget_mb = defaults.data.memory_budget_mb;
   c.model.init.clear();
   c.train.epochs = defaults.train.epochs;

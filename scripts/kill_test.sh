@@ -14,10 +14,7 @@ NP=${2:-2}
 STEPS=${3:-400}
 TESSERA=$(realpath "${TESSERA:-build/tessera}")
 RANDOM=${SEED:-$$}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-WORK=$(mktemp -d /tmp/tessera-kill.XXXXXX)
-trap '[[ -n "${KEEP:-}" ]] || rm -rf "$WORK"' EXIT
-cd "$WORK"
+source "$(dirname "$(realpath "$0")")/../tests/cli/lib.sh"   # WORK (a temp dir, removed at exit), fail, kill_session
 
 "$TESSERA" data synth --out train.h5 --rows 6000 --features 32 --classes 5 --seed 3 --chunk-rows 500 >/dev/null
 "$TESSERA" data synth --out val.h5 --rows 600 --features 32 --classes 5 --seed 3 --first-row 6000 >/dev/null
@@ -50,44 +47,47 @@ mpirun -np "$NP" "$TESSERA" train c.toml --quiet --resume never --set checkpoint
 ref_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
 echo "reference: $STEPS steps at N=$NP in ${ref_s}s"
 
-kills=0 whole=0 one=0 mid_ckpt=0 checked=0 corrupt=0 resumed=0 runs=0
+kills=0 whole=0 one=0 mid_ckpt=0 startup=0 checked=0 corrupt=0 resumed=0 runs=0 attempts=0
 # Kill moments spread over startup, steps and checkpoint writes: uniform in [0.2, 0.2 + span] s
 # after the start, span sized so that KILLS runs cover about 60% of the training.
 span_ms=$(awk -v s="$ref_s" -v k="$KILLS" 'BEGIN { printf "%d", s * 1200 / k }')
 span_ms=$(( span_ms < 400 ? 400 : span_ms ))
 while true; do
   runs=$((runs + 1))
+  [[ -e run/checkpoints/LATEST ]] && attempts=$((attempts + 1))   # this run must resume from it
   setsid mpirun -np "$NP" "$TESSERA" train c.toml --quiet --resume auto >"out$runs.txt" 2>"err$runs.txt" &
   job=$!
   if (( kills >= KILLS )); then
-    wait "$job" || { cat "err$runs.txt" >&2; echo "FAIL: the final resume exited non-zero" >&2; exit 1; }
+    wait "$job" || { cat "err$runs.txt" >&2; fail "the final resume exited non-zero"; }
     grep -q "resuming from" "out$runs.txt" && resumed=$((resumed + 1))
     break
   fi
   sleep "$(awk -v ms=$((200 + RANDOM % span_ms)) 'BEGIN { printf "%.3f", ms / 1000 }')"
   if ! kill -0 "$job" 2>/dev/null || grep -q "tessera: done" "out$runs.txt"; then
     # Finished (or failed) before the kill: a failure is a failed resume.
-    wait "$job" || { cat "err$runs.txt" >&2; echo "FAIL: run $runs exited non-zero without a kill" >&2; exit 1; }
-    echo "FAIL: the run finished after $kills of $KILLS kills; raise STEPS" >&2
-    exit 1
+    wait "$job" || { cat "err$runs.txt" >&2; fail "run $runs exited non-zero without a kill"; }
+    fail "the run finished after $kills of $KILLS kills; raise STEPS"
   fi
   grep -q "resuming from" "out$runs.txt" && resumed=$((resumed + 1))
   if (( RANDOM % 2 == 0 )); then
-    kill -9 -- "-$job" 2>/dev/null || true
+    kill_session "$job"
     whole=$((whole + 1))
   else
-    victim=$(pgrep -g "$job" -x tessera | shuf -n 1 || true)
+    victim=$(pgrep -s "$job" -x tessera | shuf -n 1 || true)
     [[ -n "$victim" ]] && kill -9 "$victim" 2>/dev/null || true
     one=$((one + 1))
   fi
-  wait "$job" 2>/dev/null || true
-  kill -9 -- "-$job" 2>/dev/null || true
+  { wait "$job"; } 2>/dev/null || true
+  kill_session "$job"   # after one rank died, mpirun stops the others; make sure none is left
+  if grep -q "tessera: error" "err$runs.txt"; then cat "err$runs.txt" >&2; fail "run $runs failed before its kill"; fi
   kills=$((kills + 1))
   if compgen -G "run/checkpoints/.tmp-*" >/dev/null || compgen -G "run/checkpoints/.deleting-*" >/dev/null; then
     mid_ckpt=$((mid_ckpt + 1))
+  elif ! grep -q "tessera: training" "out$runs.txt"; then
+    startup=$((startup + 1))   # before the first step: opening data, verifying the checkpoint
   fi
   if [[ -e run/checkpoints ]]; then
-    n=$(find run/checkpoints -maxdepth 1 -name 'step-*' | wc -l)
+    n=$(find run/checkpoints -maxdepth 1 -name 'step-*' 2>/dev/null | wc -l)
     checked=$((checked + n))
     if ! "$TESSERA" checkpoint inspect run >"inspect$kills.txt" 2>&1; then
       corrupt=$((corrupt + 1))
@@ -109,9 +109,9 @@ assert got == ref, ("metrics differ from the reference", len(got), len(ref),
                     next((a, b) for a, b in zip(got, ref) if a != b) if got[:len(ref)] != ref[:len(got)] else None)
 print(f"metrics.jsonl: {len(got)} lines, each step once, losses identical to the reference")
 PY
-echo "kills: $kills (whole job $whole, one rank $one); kills that interrupted a checkpoint write: $mid_ckpt"
-echo "runs: $runs; runs that resumed from a checkpoint: $resumed; failed resumes: 0"
+echo "kills: $kills (whole job $whole, one rank $one): $mid_ckpt during a checkpoint write (a .tmp- or .deleting- directory left), $startup during start-up, $((kills - mid_ckpt - startup)) during training steps"
+echo "runs: $runs; started with a committed checkpoint to resume: $attempts; printed 'resuming from' before being killed or finishing: $resumed; failed resumes: 0"
 echo "committed checkpoints verified after kills: $checked; corrupt: $corrupt"
 echo "final model.h5 byte-identical to the uninterrupted run: $identical"
-[[ $corrupt -eq 0 && $identical == yes ]] || { echo "FAIL" >&2; exit 1; }
+[[ $corrupt -eq 0 && $identical == yes ]] || fail "corrupt checkpoints or a different model.h5"
 echo "kill test passed"

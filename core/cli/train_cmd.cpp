@@ -139,12 +139,25 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
                       std::to_string(train_data->label_columns()));
     }
   }
+  std::vector<std::pair<std::string, std::shared_ptr<Hdf5Dataset>>> extra_data;
+  for (const auto& [name, files] : cfg.data.extra_validation) {
+    auto d = std::make_shared<Hdf5Dataset>(files, cfg.data.features, cfg.data.labels);
+    if (d->features() != train_data->features() || d->label_columns() != train_data->label_columns()) {
+      throw DataError(files[0] + ": evaluation set '" + name + "' has " + std::to_string(d->features()) +
+                      " features and " + std::to_string(d->label_columns()) + " label columns; training data has " +
+                      std::to_string(train_data->features()) + " and " + std::to_string(train_data->label_columns()));
+    }
+    extra_data.emplace_back(name, std::move(d));
+  }
   // Everything the data order and the model shape depend on must match on every rank.
   uint64_t shape = hash3(static_cast<uint64_t>(train_data->features()), static_cast<uint64_t>(train_data->label_columns()),
                          static_cast<uint64_t>(train_data->order_chunk_rows()));
   for (const Hdf5FileInfo& f : train_data->files()) shape = hash3(shape, static_cast<uint64_t>(f.rows), 1);
   if (val_data) {
     for (const Hdf5FileInfo& f : val_data->files()) shape = hash3(shape, static_cast<uint64_t>(f.rows), 2);
+  }
+  for (const auto& [name, d] : extra_data) {
+    for (const Hdf5FileInfo& f : d->files()) shape = hash3(shape, static_cast<uint64_t>(f.rows), 3);
   }
   check_agreement(comm, shape, "the dataset layout (rows per file, features, label columns, chunk rows)");
 
@@ -176,6 +189,9 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
       }
     }
   }
+  if (cfg.model.task != Task::kRegression) {
+    for (const auto& [name, d] : extra_data) scan_classes(*d, partition(d->rows(), comm.rank(), comm.size()), cfg.model.task == Task::kBinary ? 2 : outputs);
+  }
   const ModelSpec spec = make_model_spec(cfg.model, train_data->features(), outputs);
 
   SourceOptions so;
@@ -191,7 +207,13 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   SourceOptions vo = so;
   vo.range_rows = eval_batch_rows(cfg.train.batch_size, comm.size());
   if (val_data) validation = std::make_unique<Hdf5Source>(val_data, vo);
-  Model model(spec, std::max(train.max_batch_rows(), validation ? validation->max_batch_rows() : int64_t{1}));
+  std::vector<std::unique_ptr<Hdf5Source>> extra;
+  int64_t arena_rows = std::max(train.max_batch_rows(), validation ? validation->max_batch_rows() : int64_t{1});
+  for (const auto& [name, d] : extra_data) {
+    extra.push_back(std::make_unique<Hdf5Source>(d, vo));
+    arena_rows = std::max(arena_rows, extra.back()->max_batch_rows());
+  }
+  Model model(spec, arena_rows);
 
   FlatBuffer params(spec.param_count());
   const int64_t per_epoch = train.rows() / cfg.train.batch_size;
@@ -270,6 +292,7 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   };
   Trainer trainer(cfg, model, comm, train, validation.get(),
                   comm.rank() == 0 ? std::function<void(const std::string&)>(sink) : nullptr, progress);
+  for (size_t i = 0; i < extra.size(); ++i) trainer.add_eval_set(extra_data[i].first, extra[i].get());
   if (start.have_optimizer) {
     Optimizer& opt = trainer.optimizer();
     std::copy(start.m.begin(), start.m.end(), opt.momentum().begin());
