@@ -30,7 +30,7 @@ void warm_start(const StartRequest& req, const TrainConfig& cfg, const ModelSpec
   if (!fs::exists(w)) throw ConfigError("--warm-start " + w + ": no such run directory, checkpoint or model file");
   const bool checkpoint = fs::is_directory(w) && (is_checkpoint_dir(w) || !latest_checkpoint(w).empty() ||
                                                   fs::path(w).filename().string().rfind("step-", 0) == 0);
-  sp.from = w;
+  sp.from = fs::absolute(w).lexically_normal().string();
   if (!checkpoint) {
     if (req.warm_optimizer) {
       throw ConfigError("--warm-start-optimizer: " + w + " holds no checkpoint (only weights); drop the option "
@@ -44,7 +44,7 @@ void warm_start(const StartRequest& req, const TrainConfig& cfg, const ModelSpec
     return;
   }
   const Checkpoint c = read_checkpoint(resolve_checkpoint(w));
-  sp.from = c.dir;
+  sp.from = fs::absolute(c.dir).lexically_normal().string();
   check_same_model(c.model.spec, spec, c.dir + " (part model.h5)");
   std::memcpy(params.data(), c.model.params.data(), c.model.params.size() * sizeof(float));
   if (!req.warm_optimizer) return;

@@ -120,6 +120,37 @@ tess 2 train c.toml --quiet --set checkpoint.dir=x4 --set data.train=moved/train
 grep -q "resuming from" resume.txt || fail "a moved copy of the data was not accepted"
 echo "ok: damaged and mismatched checkpoints refused with exit 4, naming the part"
 
+# Warm start on new data (a different teacher): weights and optimizer state from ref2, the old
+# validation set evaluated as split "old" beside the new one, so forgetting shows.
+"$TESSERA" data synth --out newval.h5 --rows 400 --features 12 --classes 4 --seed 10 --first-row 3000 >/dev/null
+tess 2 train c.toml --quiet --set checkpoint.dir=warm --set data.train=other.h5 --set data.validation=newval.h5 \
+  --set 'data.extra_validation={old="val.h5"}' --set train.epochs=1 --warm-start ref2 --warm-start-optimizer >warm.txt
+grep -q "warm start from .*ref2/checkpoints/step-000150 (weights and optimizer state)" warm.txt || fail "no warm start note"
+# With a negligible learning rate the warm-started model is ref2's: its "old" loss is ref2's final one.
+tess 2 train c.toml --quiet --set checkpoint.dir=warm0 --set data.train=other.h5 --set 'data.extra_validation={old="val.h5"}' \
+  --set data.validation='""' --set train.max_steps=1 --set optimizer.lr=1e-12 --warm-start ref2/model.h5 >/dev/null
+/usr/bin/python3 - <<'PY'
+import json, tomllib
+rows = lambda d: [json.loads(l) for l in open(d + "/metrics.jsonl")]
+w = rows("warm")
+old = [o for o in w if o["event"] == "eval" and o["split"] == "old"]
+new = [o for o in w if o["event"] == "eval" and o["split"] == "validation"]
+assert len(old) == len(new) >= 2 and [o["step"] for o in old] == [o["step"] for o in new], (old, new)
+ref_final = [o for o in rows("ref2") if o["event"] == "eval"][-1]
+w0 = [o for o in rows("warm0") if o["event"] == "eval" and o["split"] == "old"][-1]
+assert abs(w0["loss"] - ref_final["loss"]) <= 1e-6 * ref_final["loss"], (w0, ref_final)
+st = tomllib.load(open("warm/checkpoints/" + open("warm/checkpoints/LATEST").read().strip() + "/state.toml", "rb"))
+assert st["optimizer_updates"] == 150 + st["step"], st    # the update count continued
+assert st["warm_start"].endswith("ref2/checkpoints/step-000150"), st
+prov = json.load(open("warm/provenance.json"))
+assert prov["warm_start"] == st["warm_start"], prov
+print(f"ok: warm start; old-data accuracy {ref_final['accuracy']:.3f} before, {old[-1]['accuracy']:.3f} after "
+      f"{old[-1]['step']} steps on new data (new-data accuracy {new[0]['accuracy']:.3f} -> {new[-1]['accuracy']:.3f})")
+PY
+expect_exit 4 "holds another model: mlp 12-20-4" 2 train c.toml --set checkpoint.dir=x5 --warm-start wide
+expect_exit 2 "warm-start-optimizer: .*model.h5 holds no checkpoint" 2 train c.toml --set checkpoint.dir=x6 --warm-start ref2/model.h5 --warm-start-optimizer
+expect_exit 2 "--warm-start and model.init both" 2 train c.toml --set checkpoint.dir=x7 --warm-start ref2 --set model.init=ref2/model.h5
+
 # Recovery under SIGKILL: a short version of scripts/kill_test.sh (3 kills).
 SEED=5 TESSERA="$TESSERA" bash "$HERE/../../scripts/kill_test.sh" 3 2 120
 echo "all checkpoint tests passed"
