@@ -42,14 +42,16 @@ std::string attempt(F&& f) {
   }
 }
 
+// Parts are written in place and fsynced; the temp directory's rename commits them all.
 void write_optimizer(const std::string& path, std::span<const float> m, std::span<const float> v) {
-  atomic_write_with(path, [&](const std::string& tmp) {
-    h5::Handle f = h5::create(tmp);
+  {
+    h5::Handle f = h5::create(path);
     if (!m.empty()) h5::write_floats(f, "m", {static_cast<int64_t>(m.size())}, m.data());
     if (!v.empty()) h5::write_floats(f, "v", {static_cast<int64_t>(v.size())}, v.data());
     h5::write_string_attr(f, "tessera_format", "tessera-optimizer/1");
-    if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) throw Error("cannot flush " + tmp);
-  });
+    if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) throw Error("cannot flush " + path);
+  }
+  fsync_path(path);
 }
 
 // Renames dir aside, then deletes it: a crash mid-delete leaves a .deleting- directory (removed
@@ -109,13 +111,13 @@ std::string write_checkpoint(const std::string& run_dir, const CheckpointWrite& 
 
   why = attempt([&] {
     const std::string rank_part = rank_part_text(comm.rank(), comm.size(), step, *w.spec, w.params, w.m, w.v);
-    atomic_write_text((tmp / rank_part_name(comm.rank())).string(), rank_part);
+    write_synced_text((tmp / rank_part_name(comm.rank())).string(), rank_part);
     if (comm.rank() != 0) return;
     write_model_file((tmp / "model.h5").string(), *w.spec, w.params);
     write_optimizer((tmp / "optimizer.h5").string(), w.m, w.v);
-    atomic_write_text((tmp / "state.toml").string(), meta_toml(w.meta));
-    atomic_write_text((tmp / "config.toml").string(), w.config_toml);
-    atomic_write_text((tmp / "provenance.json").string(), w.provenance);
+    write_synced_text((tmp / "state.toml").string(), meta_toml(w.meta));
+    write_synced_text((tmp / "config.toml").string(), w.config_toml);
+    write_synced_text((tmp / "provenance.json").string(), w.provenance);
   });
   agree(comm, why, what + ": writing the parts");
 
@@ -123,8 +125,8 @@ std::string write_checkpoint(const std::string& run_dir, const CheckpointWrite& 
     why = attempt([&] {
       std::vector<std::string> parts = {"model.h5", "optimizer.h5", "state.toml", "config.toml", "provenance.json"};
       for (int r = 0; r < comm.size(); ++r) parts.push_back(rank_part_name(r));
-      atomic_write_text((tmp / "MANIFEST").string(), manifest_text(tmp.string(), step, parts));
-      fsync_path(tmp.string());
+      write_synced_text((tmp / "MANIFEST").string(), manifest_text(tmp.string(), step, parts));
+      fsync_path(tmp.string());  // every part's and MANIFEST's directory entry, before the commit
       if (fs::exists(final_dir)) remove_checkpoint_dir(final_dir);  // same step written again
       fs::rename(tmp, final_dir);
       fsync_path(ckdir.string());

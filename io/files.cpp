@@ -77,16 +77,24 @@ void write_in_rank_order(const std::string& path, Communicator& comm,
   comm.barrier();
 }
 
-void atomic_write_text(const std::string& path, const std::string& content) {
-  atomic_write_with(path, [&](const std::string& tmp) {
-    std::FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (f == nullptr) throw Error("cannot write " + tmp + " (directory missing or not writable?)");
-    const size_t n = std::fwrite(content.data(), 1, content.size(), f);
-    const bool ok = n == content.size() && std::fflush(f) == 0;
-    std::fclose(f);
-    if (!ok) throw Error("short write to " + tmp + " (disk full?)");
-  });
+namespace {
+
+void write_file(const std::string& path, const std::string& content, bool sync) {
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (f == nullptr) throw Error("cannot write " + path + " (directory missing or not writable?)");
+  const size_t n = std::fwrite(content.data(), 1, content.size(), f);
+  const bool ok = n == content.size() && std::fflush(f) == 0 && (!sync || ::fsync(::fileno(f)) == 0);
+  std::fclose(f);
+  if (!ok) throw Error("short write to " + path + " (disk full?)");
 }
+
+}  // namespace
+
+void atomic_write_text(const std::string& path, const std::string& content) {
+  atomic_write_with(path, [&](const std::string& tmp) { write_file(tmp, content, false); });
+}
+
+void write_synced_text(const std::string& path, const std::string& content) { write_file(path, content, true); }
 
 namespace {
 

@@ -23,6 +23,10 @@ void commit_temp(const std::string& tmp, const std::string& path);
 void write_in_rank_order(const std::string& path, Communicator& comm,
                          const std::function<void(const std::string&)>& create,
                          const std::function<void(const std::string&)>& write_part);
+// Writes content to path and fsyncs it, without a temp file: for files inside a directory that
+// is itself committed by rename (a checkpoint's parts), where a rename per file would only add
+// fsyncs. The caller fsyncs the directory before committing it.
+void write_synced_text(const std::string& path, const std::string& content);
 // fsync a file or directory by path.
 void fsync_path(const std::string& path);
 // mkdir -p with mode 0755 (and umask 022 applied by the CLI).

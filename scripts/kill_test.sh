@@ -42,16 +42,16 @@ every_steps = 3
 keep_last = 2
 TOML
 
-t0=$(date +%s.%N)
-mpirun -np "$NP" "$TESSERA" train c.toml --quiet --resume never --set checkpoint.dir=ref >/dev/null
-ref_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
-echo "reference: $STEPS steps at N=$NP in ${ref_s}s"
+mpirun -np "$NP" "$TESSERA" train c.toml --quiet --resume never --set checkpoint.dir=ref >ref.txt
+ref_s=$(sed -n 's/.*done: [0-9]* steps in \([0-9.]*\) s.*/\1/p' ref.txt)
+echo "reference: $STEPS steps at N=$NP, ${ref_s} s of training"
 
 kills=0 whole=0 one=0 mid_ckpt=0 startup=0 checked=0 corrupt=0 resumed=0 runs=0 attempts=0
-# Kill moments spread over startup, steps and checkpoint writes: uniform in [0.2, 0.2 + span] s
-# after the start, span sized so that KILLS runs cover about 60% of the training.
+# Kill moments: one in four uniform in the first second after launch (start-up: opening data,
+# verifying and loading the checkpoint); the others uniform in [0, span] after training began
+# (steps and checkpoint writes), span sized so that KILLS runs cover about 60% of the training.
 span_ms=$(awk -v s="$ref_s" -v k="$KILLS" 'BEGIN { printf "%d", s * 1200 / k }')
-span_ms=$(( span_ms < 400 ? 400 : span_ms ))
+span_ms=$(( span_ms < 100 ? 100 : span_ms ))
 while true; do
   runs=$((runs + 1))
   [[ -e run/checkpoints/LATEST ]] && attempts=$((attempts + 1))   # this run must resume from it
@@ -62,7 +62,16 @@ while true; do
     grep -q "resuming from" "out$runs.txt" && resumed=$((resumed + 1))
     break
   fi
-  sleep "$(awk -v ms=$((200 + RANDOM % span_ms)) 'BEGIN { printf "%.3f", ms / 1000 }')"
+  if (( RANDOM % 4 == 0 )); then
+    sleep "$(awk -v ms=$((RANDOM % 1000)) 'BEGIN { printf "%.3f", ms / 1000 }')"
+  else
+    for _ in $(seq 3000); do
+      grep -q "tessera: training" "out$runs.txt" 2>/dev/null && break
+      kill -0 "$job" 2>/dev/null || break
+      sleep 0.01
+    done
+    sleep "$(awk -v ms=$((RANDOM % span_ms)) 'BEGIN { printf "%.3f", ms / 1000 }')"
+  fi
   if ! kill -0 "$job" 2>/dev/null || grep -q "tessera: done" "out$runs.txt"; then
     # Finished (or failed) before the kill: a failure is a failed resume.
     wait "$job" || { cat "err$runs.txt" >&2; fail "run $runs exited non-zero without a kill"; }

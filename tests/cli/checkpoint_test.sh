@@ -11,7 +11,7 @@ source "$HERE/lib.sh"
 "$TESSERA" data synth --out val.h5 --rows 400 --features 12 --classes 4 --seed 9 --first-row 3000 >/dev/null
 write_config c.toml train.h5 'validation = "val.h5"'
 sed -i 's/epochs = 1/epochs = 3/; s/log_every = 5/log_every = 7\neval_every = 20/' c.toml
-printf 'every_steps = 6\nkeep_last = 2\n' >>c.toml   # [checkpoint] is the last table
+printf 'every_steps = 10\nkeep_last = 2\n' >>c.toml   # [checkpoint] is the last table
 
 # Reference runs, never interrupted: 150 steps at N = 2 and N = 4.
 tess 2 train c.toml --quiet --set checkpoint.dir=ref2 >/dev/null
@@ -152,5 +152,5 @@ expect_exit 2 "warm-start-optimizer: .*model.h5 holds no checkpoint" 2 train c.t
 expect_exit 2 "--warm-start and model.init both" 2 train c.toml --set checkpoint.dir=x7 --warm-start ref2 --set model.init=ref2/model.h5
 
 # Recovery under SIGKILL: a short version of scripts/kill_test.sh (3 kills).
-SEED=5 TESSERA="$TESSERA" bash "$HERE/../../scripts/kill_test.sh" 3 2 120
+SEED=5 TESSERA="$TESSERA" bash "$HERE/../../scripts/kill_test.sh" 3 2 90
 echo "all checkpoint tests passed"
