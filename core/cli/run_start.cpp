@@ -73,6 +73,7 @@ StartPoint find_start(const StartRequest& req, const TrainConfig& cfg, const Res
   }
   if (from.empty()) {
     if (!req.warm_start.empty()) warm_start(req, cfg, *target.spec, params, sp);
+    sp.warm_start = sp.from;
     return sp;
   }
   const Checkpoint c = read_checkpoint(from);
@@ -80,6 +81,7 @@ StartPoint find_start(const StartRequest& req, const TrainConfig& cfg, const Res
   std::memcpy(params.data(), c.model.params.data(), c.model.params.size() * sizeof(float));
   sp.resumed = true;
   sp.from = c.dir;
+  sp.warm_start = c.meta.warm_start;  // a resumed warm-started run still says where it began
   sp.state = c.meta.state;
   sp.have_optimizer = true;
   sp.optimizer_updates = c.meta.optimizer_updates;

@@ -30,6 +30,7 @@ struct StartPoint {
   int64_t optimizer_updates = 0;
   int64_t metrics_lines = 0;      // resumed in place: lines of metrics.jsonl to keep
   std::string from;               // checkpoint resumed from, or the warm-start source
+  std::string warm_start;         // rank 0: where the run's initial weights came from ("" = init)
   std::vector<float> m, v;
 };
 

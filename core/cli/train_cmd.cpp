@@ -258,7 +258,7 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
     atomic_write_text(dir + "/config.toml", parsed.resolved_toml);
     RunFacts facts;
     facts.train_fingerprint = fingerprint;
-    if (!start.resumed) facts.warm_start = start.from;
+    facts.warm_start = start.warm_start;
     facts.world_size = comm.size();
     facts.threads_per_rank = threads;
     facts.model = spec.describe();
@@ -319,7 +319,7 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
       m.identity_hash = "sha256:" + sha256_hex(identity_toml.data(), identity_toml.size());
       m.data_fingerprint = fingerprint;
       m.tessera_version = kVersion;
-      m.warm_start = start.resumed ? "" : start.from;
+      m.warm_start = start.warm_start;
       w.config_toml = parsed.resolved_toml;
       w.provenance = provenance;
     } else {
