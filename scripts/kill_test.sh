@@ -49,8 +49,8 @@ echo "reference: $STEPS steps at N=$NP, ${ref_s} s of training"
 kills=0 whole=0 one=0 mid_ckpt=0 startup=0 checked=0 corrupt=0 resumed=0 runs=0 attempts=0
 # Kill moments: one in four uniform in the first second after launch (start-up: opening data,
 # verifying and loading the checkpoint); the others uniform in [0, span] after training began
-# (steps and checkpoint writes), span sized so that KILLS runs cover about 60% of the training.
-span_ms=$(awk -v s="$ref_s" -v k="$KILLS" 'BEGIN { printf "%d", s * 1200 / k }')
+# (steps and checkpoint writes), span sized so that KILLS kills cannot cover more than 80% of the training.
+span_ms=$(awk -v s="$ref_s" -v k="$KILLS" 'BEGIN { printf "%d", s * 800 / k }')
 span_ms=$(( span_ms < 100 ? 100 : span_ms ))
 while true; do
   runs=$((runs + 1))

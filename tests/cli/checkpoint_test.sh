@@ -155,5 +155,5 @@ expect_exit 2 "warm-start-optimizer: .*model.h5 holds no checkpoint" 2 train c.t
 expect_exit 2 "--warm-start and model.init both" 2 train c.toml --set checkpoint.dir=x7 --warm-start ref2 --set model.init=ref2/model.h5
 
 # Recovery under SIGKILL: a short version of scripts/kill_test.sh (3 kills).
-SEED=5 TESSERA="$TESSERA" bash "$HERE/../../scripts/kill_test.sh" 3 2 60
+SEED=5 TESSERA="$TESSERA" bash "$HERE/../../scripts/kill_test.sh" 3 2 90
 echo "all checkpoint tests passed"
