@@ -2,10 +2,12 @@
 // asks "where do we start" and gets weights, optimizer state and the training position.
 #include "core/cli/run_start.h"
 
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
+#include "core/build_info.h"
 #include "core/error.h"
 #include "io/files.h"
 #include "io/model_file.h"
@@ -78,6 +80,11 @@ StartPoint find_start(const StartRequest& req, const TrainConfig& cfg, const Res
   }
   const Checkpoint c = read_checkpoint(from);
   check_resumable(c, target);
+  if (c.meta.tessera_version != kVersion) {
+    std::fprintf(stderr, "tessera: note: %s was written by tessera %s, this is %s: the run continues, but "
+                 "bitwise equality with an uninterrupted run holds only within one version and build\n",
+                 c.dir.c_str(), c.meta.tessera_version.c_str(), kVersion);
+  }
   std::memcpy(params.data(), c.model.params.data(), c.model.params.size() * sizeof(float));
   sp.resumed = true;
   sp.from = c.dir;
