@@ -2,8 +2,8 @@
 // gradients is the global mean and learning rates do not depend on N.
 #include "core/trainer.h"
 
-#include <chrono>
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 

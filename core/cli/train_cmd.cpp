@@ -10,6 +10,7 @@
 #include <memory>
 #include <thread>
 
+#include "core/build_info.h"
 #include "core/cli/args.h"
 #include "core/cli/commands.h"
 #include "core/cli/run_start.h"
@@ -19,7 +20,6 @@
 #include "core/progress.h"
 #include "core/rng.h"
 #include "core/trainer.h"
-#include "core/build_info.h"
 #include "io/checkpoint.h"
 #include "io/config_parser.h"
 #include "io/files.h"
