@@ -4,6 +4,8 @@
 
 #include <glob.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -422,11 +424,23 @@ std::map<std::string, std::string> toml_lines(const std::string& text) {
 
 std::string identity_diff(const std::string& before, const std::string& now) {
   const auto a = toml_lines(before), b = toml_lines(now);
+  // Numbers as a person wrote them (0.1, not 0.10000000000000001) unless that hides the change.
+  auto shown = [](const std::string& v, const std::string& other) {
+    char* end = nullptr;
+    const double d = std::strtod(v.c_str(), &end), e = std::strtod(other.c_str(), nullptr);
+    if (v.empty() || *end != '\0') return v;
+    char buf[2][40];
+    std::snprintf(buf[0], sizeof buf[0], "%.15g", d);
+    std::snprintf(buf[1], sizeof buf[1], "%.15g", e);
+    return std::string(buf[0]) == buf[1] ? v : std::string(buf[0]);
+  };
   std::string out;
   for (const auto& [key, value] : b) {
     const auto it = a.find(key);
     const std::string old = it == a.end() ? "(absent)" : it->second;
-    if (old != value) out += (out.empty() ? "" : "; ") + key + ": " + old + " in the checkpoint, " + value + " now";
+    if (old != value) {
+      out += (out.empty() ? "" : "; ") + key + ": " + shown(old, value) + " in the checkpoint, " + shown(value, old) + " now";
+    }
   }
   return out.empty() ? "the config differs in a way no single key shows" : out;
 }
