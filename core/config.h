@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/activation.h"
@@ -19,6 +20,9 @@ enum class Precision { kFp32, kBf16 };
 struct DataConfig {
   std::vector<std::string> train;       // resolved paths (globs expanded), concatenated in order
   std::vector<std::string> validation;  // optional
+  // More evaluation sets, each reported under its own name (e.g. the previous data of a
+  // warm-started run, so forgetting shows in metrics.jsonl).
+  std::vector<std::pair<std::string, std::vector<std::string>>> extra_validation;
   std::string features = "X";
   std::string labels = "y";
   bool shuffle = true;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "core/config.h"
 #include "core/flat_buffer.h"
@@ -21,6 +22,14 @@ class Optimizer {
   // (0 when clipping is off: the norm is then not computed).
   double step(float* params, float* grads, int64_t step);
   double lr(int64_t step) const { return scheduled_lr(cfg_, step, total_steps_); }
+
+  // Checkpoint state: the moment buffers (empty spans when the rule keeps none) and the number
+  // of updates taken (Adam's bias correction and SGD's first-step rule depend on it). Identical
+  // on every rank under ddp.
+  std::span<float> momentum() { return m_.span(); }
+  std::span<float> second_moment() { return v_.span(); }
+  int64_t updates() const { return updates_; }
+  void set_updates(int64_t n) { updates_ = n; }
 
  private:
   OptimizerConfig cfg_;

@@ -2,6 +2,7 @@
 // gradients is the global mean and learning rates do not depend on N.
 #include "core/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -68,28 +69,33 @@ Trainer::StepStats Trainer::step(FlatBuffer& params, int64_t epoch, int64_t step
 }
 
 void Trainer::run_eval(const FlatBuffer& params, int64_t step, int64_t epoch, TrainSummary& summary) {
-  if (validation_ == nullptr) return;
-  const EvalResult r = evaluate(model_, params.data(), *validation_, comm_);
-  JsonObject line;
-  line.add("event", "eval").add("step", step).add("epoch", epoch).add("split", "validation");
-  line.add("rows", r.rows).add("loss", r.loss);
-  if (model_.spec().task == Task::kRegression) {
-    line.add("rmse", r.rmse);
-  } else {
-    line.add("accuracy", r.accuracy);
+  if (validation_ == nullptr && eval_sets_.empty()) return;
+  auto one = [&](const std::string& split, BatchSource& source) {
+    const EvalResult r = evaluate(model_, params.data(), source, comm_);
+    JsonObject line;
+    line.add("event", "eval").add("step", step).add("epoch", epoch).add("split", split);
+    line.add("rows", r.rows).add("loss", r.loss);
+    const bool regression = model_.spec().task == Task::kRegression;
+    if (regression) {
+      line.add("rmse", r.rmse);
+    } else {
+      line.add("accuracy", r.accuracy);
+    }
+    if (metrics_) metrics_(line.str());
+    char msg[200];
+    std::snprintf(msg, sizeof msg, "eval step %lld: %s loss %.4f %s %.4f", static_cast<long long>(step),
+                  split.c_str(), r.loss, regression ? "rmse" : "accuracy", regression ? r.rmse : r.accuracy);
+    progress_.note(msg);
+    return r;
+  };
+  if (validation_ != nullptr) {
+    summary.last_eval = one("validation", *validation_);
+    summary.evaluated = true;
   }
-  if (metrics_) metrics_(line.str());
-  char msg[160];
-  std::snprintf(msg, sizeof msg, "eval step %lld: validation loss %.4f %s %.4f",
-                static_cast<long long>(step), r.loss,
-                model_.spec().task == Task::kRegression ? "rmse" : "accuracy",
-                model_.spec().task == Task::kRegression ? r.rmse : r.accuracy);
-  progress_.note(msg);
-  summary.last_eval = r;
-  summary.evaluated = true;
+  for (const auto& [name, source] : eval_sets_) one(name, *source);
 }
 
-TrainSummary Trainer::run(FlatBuffer& params) {
+TrainSummary Trainer::run(FlatBuffer& params, const TrainState& start) {
   const int64_t batch = cfg_.train.batch_size;
   check_batch_fits(cfg_, train_.rows());
   const int64_t per_epoch = train_.rows() / batch;
@@ -97,14 +103,15 @@ TrainSummary Trainer::run(FlatBuffer& params) {
   const ModelSpec& spec = model_.spec();
 
   TrainSummary summary;
-  const auto t0 = std::chrono::steady_clock::now();
-  auto interval_start = t0;
-  double interval[3] = {0, 0, 0};  // loss sum, correct, rows since the last log line
-  int64_t step = 0;
-  int64_t epoch = 0;
-  int64_t evaluated_at = -1;
-  for (epoch = 0; epoch < cfg_.train.epochs && step < total; ++epoch) {
-    for (int64_t s = 0; s < per_epoch && step < total; ++s) {
+  summary.last_loss = start.last_loss;
+  const auto t0 = std::chrono::steady_clock::now() -
+                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(start.elapsed_s));
+  auto interval_start = std::chrono::steady_clock::now();
+  double interval[3] = {start.interval[0], start.interval[1], start.interval[2]};
+  int64_t step = start.step;
+  int64_t evaluated_at = start.evaluated_at;
+  for (int64_t epoch = step / per_epoch; epoch < cfg_.train.epochs && step < total; ++epoch) {
+    for (int64_t s = step % per_epoch; s < per_epoch && step < total; ++s) {
       const StepStats stats_step = this->step(params, epoch, s, step);
       const double stats[2] = {stats_step.loss_sum, stats_step.correct};
       const double step_loss = stats[0] / static_cast<double>(batch);
@@ -115,7 +122,7 @@ TrainSummary Trainer::run(FlatBuffer& params) {
 
       const auto now = std::chrono::steady_clock::now();
       const double elapsed = std::chrono::duration<double>(now - t0).count();
-      const double rate = static_cast<double>(step * batch) / std::max(elapsed, 1e-9);
+      const double rate = static_cast<double>((step - start.step) * batch) / std::max(elapsed - start.elapsed_s, 1e-9);
       progress_.step(step, step_loss, rate);
       const bool last = step == total;
       if (step % cfg_.train.log_every == 0 || last) {
@@ -133,22 +140,29 @@ TrainSummary Trainer::run(FlatBuffer& params) {
         interval[0] = interval[1] = interval[2] = 0;
         interval_start = now;
       }
-      if (cfg_.train.eval_every > 0 && step % cfg_.train.eval_every == 0) {
+      const bool epoch_end = s + 1 == per_epoch || last;
+      if (cfg_.train.eval_every > 0 ? step % cfg_.train.eval_every == 0 : epoch_end) {
         run_eval(params, step, epoch, summary);
         evaluated_at = step;
       }
-    }
-    if (cfg_.train.eval_every == 0) {
-      run_eval(params, step, epoch, summary);
-      evaluated_at = step;
+      const int64_t every = cfg_.checkpoint.every_steps;
+      if (checkpoint_ && (every > 0 ? step % every == 0 || last : epoch_end)) {
+        TrainState st;
+        st.step = step;
+        st.evaluated_at = evaluated_at;
+        std::copy_n(interval, 3, st.interval);
+        st.last_loss = summary.last_loss;
+        st.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        checkpoint_(st);
+      }
     }
   }
   // The final model is always evaluated, whatever eval_every is.
-  if (evaluated_at != step) run_eval(params, step, std::max<int64_t>(0, epoch - 1), summary);
+  if (evaluated_at != step) run_eval(params, step, step > 0 ? (step - 1) / per_epoch : 0, summary);
   progress_.finish();
   summary.steps = step;
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  summary.samples_per_s = static_cast<double>(step * batch) / std::max(summary.seconds, 1e-9);
+  summary.samples_per_s = static_cast<double>((step - start.step) * batch) / std::max(summary.seconds - start.elapsed_s, 1e-9);
   return summary;
 }
 

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/batch_source.h"
 #include "core/communicator.h"
@@ -24,6 +26,17 @@ struct TrainSummary {
   double samples_per_s = 0.0;
   EvalResult last_eval;
   bool evaluated = false;
+};
+
+// Where a run stands after `step` optimizer steps: with the weights and the optimizer state,
+// everything needed to continue it exactly (a checkpoint). The data position is step itself:
+// every epoch has the same number of steps, so (epoch, step in epoch) follows from it.
+struct TrainState {
+  int64_t step = 0;
+  int64_t evaluated_at = -1;          // step of the last validation pass (-1: none yet)
+  double interval[3] = {0, 0, 0};     // loss sum, correct, rows since the last training line
+  double last_loss = 0.0;             // mean loss of the last training line
+  double elapsed_s = 0.0;             // training seconds before this state (time_s continues)
 };
 
 // DataError unless `rows` training rows fill at least one global batch (the message names the
@@ -46,8 +59,18 @@ class Trainer {
           BatchSource* validation, std::function<void(const std::string&)> metrics,
           Progress& progress);
 
-  // Collective. params must be identical on every rank (broadcast beforehand).
-  TrainSummary run(FlatBuffer& params);
+  // Collective. params must be identical on every rank (broadcast beforehand). start: where
+  // a resumed run continues (the optimizer state must be restored to match).
+  TrainSummary run(FlatBuffer& params, const TrainState& start = {});
+
+  // Called (on every rank, collectively) after each step the checkpoint settings select
+  // (checkpoint.every_steps, else each epoch's end) and after the last step, once that step's
+  // training line and evaluations are written.
+  void set_checkpoint_hook(std::function<void(const TrainState&)> hook) { checkpoint_ = std::move(hook); }
+  Optimizer& optimizer() { return optimizer_; }
+  // Another evaluation set, evaluated with the validation set and reported as split `name`.
+  // The model arena must hold source->max_batch_rows() rows.
+  void add_eval_set(std::string name, BatchSource* source) { eval_sets_.emplace_back(std::move(name), source); }
 
   // One optimizer step on global step `step` (epoch, step_in_epoch): read this rank's rows,
   // forward, loss, backward, allreduce, update. Collective. Returns the global loss sum and
@@ -67,8 +90,10 @@ class Trainer {
   Communicator& comm_;
   BatchSource& train_;
   BatchSource* validation_;
+  std::vector<std::pair<std::string, BatchSource*>> eval_sets_;
   std::function<void(const std::string&)> metrics_;
   Progress& progress_;
+  std::function<void(const TrainState&)> checkpoint_;
   FlatBuffer grads_;
   Optimizer optimizer_;
 };

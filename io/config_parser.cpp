@@ -4,6 +4,8 @@
 
 #include <glob.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -114,6 +116,18 @@ const std::map<std::string, Reader>& schema() {
        [](auto& n, auto& c, auto& k, auto& b) {
          c.data.validation = (n.is_string() && get_string(n, k).empty()) ? std::vector<std::string>{}
                                                                           : get_paths(n, k, b);
+       }},
+      {"data.extra_validation",
+       [](auto& n, auto& c, auto& k, auto& b) {
+         const toml::table* t = n.as_table();
+         if (t == nullptr) bad(k, "expected a table of name = file(s), e.g. { old = \"old_val.h5\" }");
+         c.data.extra_validation.clear();
+         for (auto&& [name, files] : *t) {
+           const std::string nm(name.str());
+           const bool plain = !nm.empty() && nm.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == std::string::npos;
+           if (!plain || nm == "validation") bad(k + "." + nm, "a set name is letters, digits, _ or - and not 'validation'");
+           c.data.extra_validation.emplace_back(nm, get_paths(files, k + "." + nm, b));
+         }
        }},
       {"data.features", [](auto& n, auto& c, auto& k, auto&) { c.data.features = get_string(n, k); }},
       {"data.labels", [](auto& n, auto& c, auto& k, auto&) { c.data.labels = get_string(n, k); }},
@@ -323,9 +337,12 @@ std::string to_toml(const TrainConfig& c) {
   };
   toml::array hidden;
   for (int64_t h : c.model.hidden) hidden.push_back(h);
+  toml::table extra;
+  for (const auto& [name, files] : c.data.extra_validation) extra.insert(name, paths(files));
   toml::table root{
       {"data", toml::table{{"train", paths(c.data.train)},
                            {"validation", paths(c.data.validation)},
+                           {"extra_validation", extra},
                            {"features", c.data.features},
                            {"labels", c.data.labels},
                            {"shuffle", c.data.shuffle},
@@ -365,6 +382,66 @@ std::string to_toml(const TrainConfig& c) {
   std::ostringstream os;
   os << "# tessera resolved config (every key, final values, absolute paths)\n" << root << "\n";
   return os.str();
+}
+
+std::string resume_identity_toml(const TrainConfig& cfg) {
+  TrainConfig c = cfg;
+  const TrainConfig defaults;
+  c.data.train.clear();
+  c.data.validation.clear();
+  c.data.extra_validation.clear();
+  c.data.memory_budget_mb = defaults.data.memory_budget_mb;
+  c.model.init.clear();
+  c.train.epochs = defaults.train.epochs;
+  c.train.max_steps = defaults.train.max_steps;
+  c.train.log_every = defaults.train.log_every;
+  c.train.eval_every = defaults.train.eval_every;
+  c.train.threads = defaults.train.threads;
+  c.distributed.timeout_s = defaults.distributed.timeout_s;
+  c.distributed.bucket_mb = defaults.distributed.bucket_mb;
+  c.checkpoint = defaults.checkpoint;
+  return to_toml(c);
+}
+
+namespace {
+
+// "section.key" -> value for the `key = value` lines of a to_toml text.
+std::map<std::string, std::string> toml_lines(const std::string& text) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(text);
+  std::string line, section;
+  while (std::getline(in, line)) {
+    line.erase(0, line.find_first_not_of(" \t"));
+    if (line.size() > 2 && line.front() == '[' && line.back() == ']') section = line.substr(1, line.size() - 2);
+    const size_t eq = line.find(" = ");
+    if (eq != std::string::npos) out[section + "." + line.substr(0, eq)] = line.substr(eq + 3);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string identity_diff(const std::string& before, const std::string& now) {
+  const auto a = toml_lines(before), b = toml_lines(now);
+  // Numbers as a person wrote them (0.1, not 0.10000000000000001) unless that hides the change.
+  auto shown = [](const std::string& v, const std::string& other) {
+    char* end = nullptr;
+    const double d = std::strtod(v.c_str(), &end), e = std::strtod(other.c_str(), nullptr);
+    if (v.empty() || *end != '\0') return v;
+    char buf[2][40];
+    std::snprintf(buf[0], sizeof buf[0], "%.15g", d);
+    std::snprintf(buf[1], sizeof buf[1], "%.15g", e);
+    return std::string(buf[0]) == buf[1] ? v : std::string(buf[0]);
+  };
+  std::string out;
+  for (const auto& [key, value] : b) {
+    const auto it = a.find(key);
+    const std::string old = it == a.end() ? "(absent)" : it->second;
+    if (old != value) {
+      out += (out.empty() ? "" : "; ") + key + ": " + shown(old, value) + " in the checkpoint, " + shown(value, old) + " now";
+    }
+  }
+  return out.empty() ? "the config differs in a way no single key shows" : out;
 }
 
 }  // namespace tessera

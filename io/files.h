@@ -23,6 +23,10 @@ void commit_temp(const std::string& tmp, const std::string& path);
 void write_in_rank_order(const std::string& path, Communicator& comm,
                          const std::function<void(const std::string&)>& create,
                          const std::function<void(const std::string&)>& write_part);
+// Writes content to path and fsyncs it, without a temp file: for files inside a directory that
+// is itself committed by rename (a checkpoint's parts), where a rename per file would only add
+// fsyncs. The caller fsyncs the directory before committing it.
+void write_synced_text(const std::string& path, const std::string& content);
 // fsync a file or directory by path.
 void fsync_path(const std::string& path);
 // mkdir -p with mode 0755 (and umask 022 applied by the CLI).
@@ -31,9 +35,9 @@ void make_dirs(const std::string& path);
 std::string sha256_hex(const void* data, size_t n);
 std::string sha256_file(const std::string& path);
 
-// Cheap fingerprint of a data file (docs/formats.md): SHA-256 over its size and 16 evenly
-// spaced 64 KiB windows (the whole file when it is under 1 MiB). Detects replaced, truncated
-// or regenerated files at O(1 MiB) of reading per file, whatever the file size.
+// Cheap fingerprint of a data file (docs/formats.md): SHA-256 over its size and evenly spaced
+// 64 KiB windows, one per 64 MiB of file, 16 to 256 (the whole file when it is under 1 MiB).
+// Detects replaced, truncated, appended or regenerated files reading at most 16 MiB per file.
 std::string fingerprint_file(const std::string& path);
 
 }  // namespace tessera

@@ -14,6 +14,13 @@ std::string config_hash(const std::string& resolved_toml) {
   return "sha256:" + sha256_hex(resolved_toml.data(), resolved_toml.size());
 }
 
+std::string data_fingerprint(const Hdf5Dataset& data) {
+  std::string facts = std::to_string(data.features()) + " " + std::to_string(data.label_columns()) + " " +
+                      std::to_string(data.order_chunk_rows()) + "\n";
+  for (const Hdf5FileInfo& f : data.files()) facts += std::to_string(f.rows) + " " + fingerprint_file(f.path) + "\n";
+  return "sha256:" + sha256_hex(facts.data(), facts.size());
+}
+
 namespace {
 
 std::string datasets_json(const Hdf5Dataset& d) {
@@ -47,7 +54,10 @@ std::string provenance_json(const std::string& resolved_toml, const Hdf5Dataset&
   if (validation != nullptr) o.add_raw("validation_data", datasets_json(*validation));
   o.add("world_size", facts.world_size).add("threads_per_rank", facts.threads_per_rank);
   o.add("hosts", facts.hosts).add("start_time", when).add("command", facts.command_line);
-  o.add("fingerprint_method", "sha256 over file size + 16 evenly spaced 64 KiB windows (whole file if < 1 MiB)");
+  o.add("train_data_fingerprint", facts.train_fingerprint.empty() ? data_fingerprint(train) : facts.train_fingerprint);
+  if (!facts.warm_start.empty()) o.add("warm_start", facts.warm_start);
+  o.add("fingerprint_method",
+        "sha256 over file size + evenly spaced 64 KiB windows, one per 64 MiB, 16 to 256 (whole file if < 1 MiB)");
   return o.str() + "\n";
 }
 

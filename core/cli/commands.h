@@ -14,6 +14,7 @@ int eval_command(const std::vector<std::string>& args, Communicator& comm);
 int predict_command(const std::vector<std::string>& args, Communicator& comm);
 int export_command(const std::vector<std::string>& args, Communicator& comm);
 int data_command(const std::vector<std::string>& args, Communicator& comm);
+int checkpoint_command(const std::vector<std::string>& args, Communicator& comm);
 
 // Sets the oneTBB thread count for this process (0 = cores on this node / ranks on it) and
 // returns it. The tbb::global_control lives until the process ends.

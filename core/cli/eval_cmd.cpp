@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/evaluate.h"
 #include "core/json.h"
+#include "io/checkpoint.h"
 #include "io/config_parser.h"
 #include "io/hdf5_source.h"
 #include "io/model_file.h"
@@ -22,8 +23,9 @@ constexpr const char* kEvalUsage =
     "usage: tessera eval CONFIG.toml --checkpoint PATH [--data FILE]... [--set key=value]...\n"
     "  (--data and --checkpoint paths are relative to the working directory; paths inside the\n"
     "  config and in --set are relative to the config file)\n"
-    "  Exact metrics (every row counted once, across all ranks) of the model at PATH (a model.h5\n"
-    "  or a run directory) on --data, or on data.validation of CONFIG. Prints JSON on stdout.";
+    "  Exact metrics (every row counted once, across all ranks) of the model at PATH (a model.h5,\n"
+    "  a checkpoint directory or a run directory) on --data, or on data.validation of CONFIG.\n"
+    "  Prints JSON on stdout.";
 constexpr const char* kPredictUsage =
     "usage: tessera predict --checkpoint PATH --data FILE [--data FILE]... --out PRED.h5 [--features NAME]\n"
     "  Batch inference; rows are split across ranks and written in input order to one file:\n"
@@ -33,11 +35,18 @@ constexpr const char* kExportUsage =
     "  Verifies the model at PATH and writes its weights with PyTorch state_dict names\n"
     "  (layers.N.weight, layers.N.bias); load them in PyTorch with h5py.";
 
+// A model file, a checkpoint directory (verified in full, then its model.h5), or a run
+// directory: its model.h5, or, for a run that has not finished, its latest checkpoint.
 std::string model_path(const std::string& path) {
   namespace fs = std::filesystem;
   if (fs::is_directory(path)) {
     const std::string m = (fs::path(path) / "model.h5").string();
-    if (!fs::exists(m)) throw CorruptionError(path + ": run directory has no model.h5 (did the run finish?)");
+    if (is_checkpoint_dir(path) || (!fs::exists(m) && !latest_checkpoint(path).empty())) {
+      const std::string dir = resolve_checkpoint(path);
+      read_checkpoint(dir);
+      return (fs::path(dir) / "model.h5").string();
+    }
+    if (!fs::exists(m)) throw CorruptionError(path + ": run directory has neither model.h5 nor checkpoints/LATEST");
     return m;
   }
   if (!fs::exists(path)) throw CorruptionError(path + ": no such model file or run directory");

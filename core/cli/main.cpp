@@ -18,11 +18,12 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: tessera <command> [options]   (each command takes --help)\n"
-    "  train CONFIG.toml [--set key=value]... [--resume auto|never] [--quiet]\n"
+    "  train CONFIG.toml [--set key=value]... [--resume auto|never|PATH] [--warm-start PATH] [--quiet]\n"
     "  eval CONFIG.toml --checkpoint PATH [--data FILE]...\n"
     "  predict --checkpoint PATH --data FILE [--data FILE]... --out PRED.h5\n"
     "  export --checkpoint PATH --out MODEL.h5\n"
     "  data synth|import|inspect ...\n"
+    "  checkpoint inspect PATH...\n"
     "  --version\n"
     "Run under mpirun -np N for N data-parallel ranks.";
 
@@ -42,6 +43,7 @@ int dispatch(const std::vector<std::string>& argv, tessera::Communicator& comm) 
   if (argv[0] == "predict") return predict_command(rest, comm);
   if (argv[0] == "export") return export_command(rest, comm);
   if (argv[0] == "data") return data_command(rest, comm);
+  if (argv[0] == "checkpoint") return checkpoint_command(rest, comm);
   throw tessera::ConfigError("unknown command '" + argv[0] + "'\n" + kUsage);
 }
 

@@ -10,14 +10,17 @@
 #include <memory>
 #include <thread>
 
+#include "core/build_info.h"
 #include "core/cli/args.h"
 #include "core/cli/commands.h"
+#include "core/cli/run_start.h"
 #include "core/error.h"
 #include "core/json.h"
 #include "core/model.h"
 #include "core/progress.h"
 #include "core/rng.h"
 #include "core/trainer.h"
+#include "io/checkpoint.h"
 #include "io/config_parser.h"
 #include "io/files.h"
 #include "io/hdf5_source.h"
@@ -29,12 +32,18 @@ namespace tessera::cli {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: tessera train CONFIG.toml [--set key=value]... [--resume auto|never] [--quiet]\n"
+    "usage: tessera train CONFIG.toml [--set key=value]... [--resume auto|never|PATH]\n"
+    "                     [--warm-start RUN_DIR_OR_CHECKPOINT [--warm-start-optimizer]] [--quiet]\n"
     "  Trains the model described by CONFIG.toml (see docs/config.md) and writes the run\n"
-    "  directory checkpoint.dir: config.toml, provenance.json, metrics.jsonl, model.h5.\n"
+    "  directory checkpoint.dir: config.toml, provenance.json, metrics.jsonl, checkpoints/, model.h5.\n"
     "  --set key=value  override any config key, e.g. --set optimizer.lr=0.05\n"
-    "  --resume         auto (default) | never; this version writes no checkpoints yet, so both\n"
-    "                   start a fresh run\n"
+    "  --resume         auto (default): continue an unfinished run in checkpoint.dir from its\n"
+    "                   checkpoints/LATEST (a finished run, with model.h5, is kept aside and a new\n"
+    "                   run starts); never: start a new run; PATH: continue from that checkpoint\n"
+    "                   or run directory. Any rank count; exit 4 if it is corrupt or mismatched\n"
+    "  --warm-start     start a new run from the weights of another run (its latest checkpoint\n"
+    "                   or model.h5), a checkpoint directory or a model file, e.g. on new data\n"
+    "  --warm-start-optimizer  also take the optimizer state (moments, update count) from it\n"
     "  --quiet          no progress output\n"
     "  Run under `mpirun -np N` for N data-parallel ranks; train.batch_size is the global batch.";
 
@@ -50,7 +59,7 @@ uint64_t hash_string(const std::string& s) {
 // previous-<UTC time>/ first: nothing is lost, and a stale model.h5 never sits beside new metrics.
 void keep_previous_run(const std::string& dir) {
   namespace fs = std::filesystem;
-  const char* names[] = {"config.toml", "provenance.json", "metrics.jsonl", "model.h5", "metrics.png"};
+  const char* names[] = {"config.toml", "provenance.json", "metrics.jsonl", "model.h5", "metrics.png", "checkpoints"};
   bool any = false;
   for (const char* n : names) any = any || fs::exists(fs::path(dir) / n);
   if (!any) return;
@@ -93,19 +102,23 @@ void say(const Communicator& comm, const std::string& line) {
 }
 
 int train_command(const std::vector<std::string>& argv, Communicator& comm) {
-  const Args args(argv, {"--set", "--resume"}, {"--quiet"}, kUsage);
+  const Args args(argv, {"--set", "--resume", "--warm-start"}, {"--quiet", "--warm-start-optimizer"}, kUsage);
   if (args.help()) {
     say(comm, kUsage);
     return 0;
   }
   if (args.positional().size() != 1) throw ConfigError(std::string("expected one CONFIG.toml\n") + kUsage);
-  const std::string resume = args.get("--resume", "auto");
-  if (resume != "auto" && resume != "never") {
-    throw ConfigError("--resume " + resume + ": resuming from a checkpoint path needs checkpoints, "
-                      "which this version does not write yet (use auto or never)");
-  }
+  StartRequest req;
+  req.resume = args.get("--resume", "auto");
+  req.warm_start = args.get("--warm-start", "");
+  req.warm_optimizer = args.has("--warm-start-optimizer");
+  if (req.resume.empty()) throw ConfigError(std::string("--resume needs auto, never or a path\n") + kUsage);
+  if (req.warm_optimizer && req.warm_start.empty()) throw ConfigError("--warm-start-optimizer needs --warm-start PATH");
   const ParsedConfig parsed = parse_config_file(args.positional()[0], args.all("--set"));
   const TrainConfig& cfg = parsed.config;
+  if (!req.warm_start.empty() && !cfg.model.init.empty()) {
+    throw ConfigError("--warm-start and model.init both give initial weights: use one of them");
+  }
   check_agreement(comm, hash_string(parsed.resolved_toml), "the resolved config");
   check_precision(cfg.train);
   if (cfg.train.batch_size < comm.size()) {
@@ -127,12 +140,25 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
                       std::to_string(train_data->label_columns()));
     }
   }
+  std::vector<std::pair<std::string, std::shared_ptr<Hdf5Dataset>>> extra_data;
+  for (const auto& [name, files] : cfg.data.extra_validation) {
+    auto d = std::make_shared<Hdf5Dataset>(files, cfg.data.features, cfg.data.labels);
+    if (d->features() != train_data->features() || d->label_columns() != train_data->label_columns()) {
+      throw DataError(files[0] + ": evaluation set '" + name + "' has " + std::to_string(d->features()) +
+                      " features and " + std::to_string(d->label_columns()) + " label columns; training data has " +
+                      std::to_string(train_data->features()) + " and " + std::to_string(train_data->label_columns()));
+    }
+    extra_data.emplace_back(name, std::move(d));
+  }
   // Everything the data order and the model shape depend on must match on every rank.
   uint64_t shape = hash3(static_cast<uint64_t>(train_data->features()), static_cast<uint64_t>(train_data->label_columns()),
                          static_cast<uint64_t>(train_data->order_chunk_rows()));
   for (const Hdf5FileInfo& f : train_data->files()) shape = hash3(shape, static_cast<uint64_t>(f.rows), 1);
   if (val_data) {
     for (const Hdf5FileInfo& f : val_data->files()) shape = hash3(shape, static_cast<uint64_t>(f.rows), 2);
+  }
+  for (const auto& [name, d] : extra_data) {
+    for (const Hdf5FileInfo& f : d->files()) shape = hash3(shape, static_cast<uint64_t>(f.rows), 3);
   }
   check_agreement(comm, shape, "the dataset layout (rows per file, features, label columns, chunk rows)");
 
@@ -164,6 +190,9 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
       }
     }
   }
+  if (cfg.model.task != Task::kRegression) {
+    for (const auto& [name, d] : extra_data) scan_classes(*d, partition(d->rows(), comm.rank(), comm.size()), cfg.model.task == Task::kBinary ? 2 : outputs);
+  }
   const ModelSpec spec = make_model_spec(cfg.model, train_data->features(), outputs);
 
   SourceOptions so;
@@ -179,33 +208,66 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   SourceOptions vo = so;
   vo.range_rows = eval_batch_rows(cfg.train.batch_size, comm.size());
   if (val_data) validation = std::make_unique<Hdf5Source>(val_data, vo);
-  Model model(spec, std::max(train.max_batch_rows(), validation ? validation->max_batch_rows() : int64_t{1}),
-              cfg.train.precision);
+  std::vector<std::unique_ptr<Hdf5Source>> extra;
+  int64_t arena_rows = std::max(train.max_batch_rows(), validation ? validation->max_batch_rows() : int64_t{1});
+  for (const auto& [name, d] : extra_data) {
+    extra.push_back(std::make_unique<Hdf5Source>(d, vo));
+    arena_rows = std::max(arena_rows, extra.back()->max_batch_rows());
+  }
+  Model model(spec, arena_rows, cfg.train.precision);
 
   FlatBuffer params(spec.param_count());
+  const int64_t per_epoch = train.rows() / cfg.train.batch_size;
+  StartPoint start;
+  std::string fingerprint;
   if (comm.rank() == 0) {
     if (cfg.model.init.empty()) {
       init_params(spec, cfg.train.seed, params.data());
     } else {
       load_init_weights(cfg.model.init, spec, params.data());
     }
+    fingerprint = data_fingerprint(*train_data);
+    ResumeTarget target;
+    target.spec = &spec;
+    target.identity_toml = resume_identity_toml(cfg);
+    target.data_fingerprint = fingerprint;
+    target.steps_per_epoch = per_epoch;
+    start = find_start(req, cfg, target, params);
   }
-  comm.broadcast(params.span(), 0);
+  const bool needs_m = cfg.optimizer.kind != OptimizerKind::kSgd || cfg.optimizer.momentum != 0.0;
+  const int64_t moments = spec.param_count();
+  share_start(start, params, needs_m ? moments : 0, cfg.optimizer.kind != OptimizerKind::kSgd ? moments : 0, comm);
 
   const std::string& dir = cfg.checkpoint.dir;
   std::ofstream metrics;
+  int64_t metrics_lines = 0;
+  std::string provenance;
   if (comm.rank() == 0) {
     make_dirs(dir);
-    keep_previous_run(dir);
+    if (start.in_place) {
+      // Files of the interrupted run stay; a model.h5 (an explicit resume of a finished run)
+      // is stale until this run ends, so it is removed rather than left beside new metrics.
+      std::filesystem::remove(std::filesystem::path(dir) / "model.h5");
+      metrics_lines = keep_metrics_lines(dir + "/metrics.jsonl", start.metrics_lines);
+      if (metrics_lines < start.metrics_lines) {
+        std::fprintf(stderr, "tessera: warning: %s/metrics.jsonl holds %lld lines, the checkpoint recorded %lld\n",
+                     dir.c_str(), static_cast<long long>(metrics_lines), static_cast<long long>(start.metrics_lines));
+      }
+    } else {
+      keep_previous_run(dir);
+    }
     atomic_write_text(dir + "/config.toml", parsed.resolved_toml);
     RunFacts facts;
+    facts.train_fingerprint = fingerprint;
+    facts.warm_start = start.warm_start;
     facts.world_size = comm.size();
     facts.threads_per_rank = threads;
     facts.model = spec.describe();
     for (const auto& a : argv) facts.command_line += (facts.command_line.empty() ? "tessera train " : " ") + a;
     facts.hosts = comm.host_names();
-    atomic_write_text(dir + "/provenance.json", provenance_json(parsed.resolved_toml, *train_data, val_data.get(), facts));
-    metrics.open(dir + "/metrics.jsonl", std::ios::trunc);
+    provenance = provenance_json(parsed.resolved_toml, *train_data, val_data.get(), facts);
+    atomic_write_text(dir + "/provenance.json", provenance);
+    metrics.open(dir + "/metrics.jsonl", start.in_place ? std::ios::app : std::ios::trunc);
     if (!metrics) throw Error("cannot write " + dir + "/metrics.jsonl");
   } else {
     comm.host_names();  // collective: matches rank 0's call above
@@ -217,14 +279,56 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
                 std::to_string(threads) + " thread(s); " + std::to_string(total) + " steps of " +
                 std::to_string(cfg.train.batch_size) + " rows; run directory " + dir);
   Progress progress(total, comm.rank() == 0 && !args.has("--quiet"));
+  if (start.resumed) {
+    say(comm, "tessera: resuming from " + start.from + " at step " + std::to_string(start.state.step) +
+                  (start.in_place ? "" : " (a new run directory: metrics.jsonl starts at this step)"));
+  } else if (!start.from.empty()) {
+    say(comm, "tessera: warm start from " + start.from + (start.have_optimizer ? " (weights and optimizer state)" : " (weights)"));
+  }
   auto sink = [&](const std::string& line) {
+    ++metrics_lines;
     metrics << line << '\n';
     metrics.flush();
     if (!metrics) throw Error("cannot write " + dir + "/metrics.jsonl (disk full?)");
   };
   Trainer trainer(cfg, model, comm, train, validation.get(),
                   comm.rank() == 0 ? std::function<void(const std::string&)>(sink) : nullptr, progress);
-  const TrainSummary summary = trainer.run(params);
+  for (size_t i = 0; i < extra.size(); ++i) trainer.add_eval_set(extra_data[i].first, extra[i].get());
+  if (start.have_optimizer) {
+    Optimizer& opt = trainer.optimizer();
+    std::copy(start.m.begin(), start.m.end(), opt.momentum().begin());
+    std::copy(start.v.begin(), start.v.end(), opt.second_moment().begin());
+    opt.set_updates(start.optimizer_updates);
+  }
+  const std::string identity_toml = resume_identity_toml(cfg);
+  trainer.set_checkpoint_hook([&](const TrainState& st) {
+    CheckpointWrite w;
+    w.spec = &spec;
+    w.params = params.data();
+    w.m = trainer.optimizer().momentum();
+    w.v = trainer.optimizer().second_moment();
+    if (comm.rank() == 0) {
+      CheckpointMeta& m = w.meta;
+      m.state = st;
+      m.steps_per_epoch = per_epoch;
+      m.optimizer_updates = trainer.optimizer().updates();
+      m.metrics_lines = metrics_lines;
+      m.world_size = comm.size();
+      m.model = spec.describe();
+      m.optimizer = to_string(cfg.optimizer.kind);
+      m.config_hash = config_hash(parsed.resolved_toml);
+      m.identity_hash = "sha256:" + sha256_hex(identity_toml.data(), identity_toml.size());
+      m.data_fingerprint = fingerprint;
+      m.tessera_version = kVersion;
+      m.warm_start = start.warm_start;
+      w.config_toml = parsed.resolved_toml;
+      w.provenance = provenance;
+    } else {
+      w.meta.state = st;
+    }
+    write_checkpoint(dir, w, cfg.checkpoint.keep_last, comm);
+  });
+  const TrainSummary summary = trainer.run(params, start.state);
 
   if (comm.rank() == 0) {
     write_model_file(dir + "/model.h5", spec, params.data());

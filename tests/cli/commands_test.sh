@@ -3,7 +3,7 @@
 # idx import, and model.init from a PyTorch-style weights file (plain h5py datasets).
 source "$(dirname "$0")/lib.sh"
 
-for c in "" "train" "eval" "predict" "export" "data" "data synth" "data import" "data inspect"; do
+for c in "" "train" "eval" "predict" "export" "data" "data synth" "data import" "data inspect" "checkpoint" "checkpoint inspect"; do
   # shellcheck disable=SC2086
   "$TESSERA" $c --help >help.txt || fail "tessera $c --help failed"
   grep -q "usage: tessera" help.txt || fail "tessera $c --help prints no usage"

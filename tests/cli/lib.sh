@@ -16,6 +16,18 @@ tess() {
   timeout 240 mpirun --oversubscribe -np "$n" "$TESSERA" "$@"
 }
 
+# kill_session SID: SIGKILL to every process of session SID at once — a job started with
+# `setsid mpirun ... &` (Open MPI puts each rank in its own process group, but all stay in the
+# session) — like a node failure; returns once they are all gone.
+kill_session() {
+  local pids i=0
+  while pids=$(ps -o pid= -s "$1" 2>/dev/null) && [[ -n "$pids" ]] && (( i++ < 100 )); do
+    # shellcheck disable=SC2086
+    kill -9 $pids 2>/dev/null || true
+    sleep 0.05
+  done
+}
+
 # expect_exit CODE PATTERN N args...: the command must exit with CODE (not hang) and print
 # PATTERN (a grep -E regex) on stderr.
 expect_exit() {

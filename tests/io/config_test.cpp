@@ -306,5 +306,33 @@ TEST(Config, ResolvedTomlRoundTrips) {
   expect_same(parse_config_text(m.resolved_toml, "/x", "r", {}).config, m.config);
 }
 
+TEST(Config, ExtraValidationSetsResolveAndRoundTrip) {
+  const ParsedConfig a = parse("[data]\ntrain = \"t.h5\"\n", {"data.extra_validation={old = \"o.h5\", b-2 = [\"x.h5\", \"/abs/y.h5\"]}"});
+  const auto& e = a.config.data.extra_validation;
+  ASSERT_EQ(e.size(), 2u);
+  EXPECT_EQ(e[0].first, "b-2");  // toml++ tables iterate in key order
+  EXPECT_EQ(e[0].second, (std::vector<std::string>{"/base/dir/x.h5", "/abs/y.h5"}));
+  EXPECT_EQ(e[1].first, "old");
+  EXPECT_EQ(e[1].second, (std::vector<std::string>{"/base/dir/o.h5"}));
+  const ParsedConfig b = parse_config_text(a.resolved_toml, "/elsewhere", "resolved.toml", {});
+  EXPECT_EQ(b.config.data.extra_validation, e);
+  TESSERA_EXPECT_THROW_NAMING(ConfigError, parse("[data]\ntrain = \"t.h5\"\nextra_validation = \"o.h5\"\n"),
+                              "data.extra_validation", "expected a table");
+  TESSERA_EXPECT_THROW_NAMING(ConfigError, parse("[data]\ntrain = \"t.h5\"\nextra_validation = { validation = \"o.h5\" }\n"),
+                              "data.extra_validation.validation");
+}
+
+TEST(Config, ResumeIdentityIgnoresRunLengthAndPathsAndNamesWhatDiffers) {
+  const ParsedConfig a = parse(kFull);
+  const ParsedConfig same = parse(kFull, {"train.epochs=9", "train.max_steps=5", "train.threads=2", "train.log_every=3",
+                                          "data.train=\"moved/t.h5\"", "checkpoint.every_steps=7", "model.init=\"\""});
+  EXPECT_EQ(resume_identity_toml(a.config), resume_identity_toml(same.config));
+  const ParsedConfig other = parse(kFull, {"optimizer.lr=0.05", "train.seed=4"});
+  EXPECT_NE(resume_identity_toml(a.config), resume_identity_toml(other.config));
+  const std::string diff = identity_diff(resume_identity_toml(a.config), resume_identity_toml(other.config));
+  EXPECT_NE(diff.find("optimizer.lr: 0.003 in the checkpoint, 0.05 now"), std::string::npos) << diff;
+  EXPECT_NE(diff.find("train.seed: "), std::string::npos) << diff;
+}
+
 }  // namespace
 }  // namespace tessera

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Recovery under failure (issue 6): trains a reference run, then trains the same config again
+# while killing it with SIGKILL at random moments — the whole job (every process at once, like
+# a node failure) or one random rank (mpirun then stops the others) — and resuming with
+# `--resume auto` after each kill. After every kill, every committed checkpoint must verify; at
+# the end, model.h5 must be byte-identical to the reference and metrics.jsonl must hold each
+# step once with the reference's losses.
+#
+#   bash scripts/kill_test.sh [KILLS=20] [NP=2] [STEPS=400]
+# TESSERA (default build/tessera) picks the binary; SEED seeds the kill moments.
+set -euo pipefail
+KILLS=${1:-20}
+NP=${2:-2}
+STEPS=${3:-400}
+TESSERA=$(realpath "${TESSERA:-build/tessera}")
+RANDOM=${SEED:-$$}
+source "$(dirname "$(realpath "$0")")/../tests/cli/lib.sh"   # WORK (a temp dir, removed at exit), fail, kill_session
+
+"$TESSERA" data synth --out train.h5 --rows 6000 --features 32 --classes 5 --seed 3 --chunk-rows 500 >/dev/null
+"$TESSERA" data synth --out val.h5 --rows 600 --features 32 --classes 5 --seed 3 --first-row 6000 >/dev/null
+cat >c.toml <<TOML
+[data]
+train = "train.h5"
+validation = "val.h5"
+[model]
+kind = "mlp"
+hidden = [64, 32]
+[optimizer]
+kind = "adamw"
+lr = 0.002
+weight_decay = 0.01
+schedule = "cosine"
+[train]
+batch_size = 60
+epochs = 100
+max_steps = $STEPS
+log_every = 7
+eval_every = 25
+[checkpoint]
+dir = "run"
+every_steps = 3
+keep_last = 2
+TOML
+
+mpirun -np "$NP" "$TESSERA" train c.toml --quiet --resume never --set checkpoint.dir=ref >ref.txt
+ref_s=$(sed -n 's/.*done: [0-9]* steps in \([0-9.]*\) s.*/\1/p' ref.txt)
+echo "reference: $STEPS steps at N=$NP, ${ref_s} s of training"
+
+kills=0 whole=0 one=0 mid_ckpt=0 startup=0 checked=0 corrupt=0 resumed=0 runs=0 attempts=0
+# Kill moments: one in four uniform in the first second after launch (start-up: opening data,
+# verifying and loading the checkpoint); the others uniform in [0, span] after training began
+# (steps and checkpoint writes), span sized so that KILLS kills cannot cover more than 80% of the training.
+span_ms=$(awk -v s="$ref_s" -v k="$KILLS" 'BEGIN { printf "%d", s * 800 / k }')
+span_ms=$(( span_ms < 100 ? 100 : span_ms ))
+while true; do
+  runs=$((runs + 1))
+  [[ -e run/checkpoints/LATEST ]] && attempts=$((attempts + 1))   # this run must resume from it
+  setsid mpirun -np "$NP" "$TESSERA" train c.toml --quiet --resume auto >"out$runs.txt" 2>"err$runs.txt" &
+  job=$!
+  if (( kills >= KILLS )); then
+    wait "$job" || { cat "err$runs.txt" >&2; fail "the final resume exited non-zero"; }
+    grep -q "resuming from" "out$runs.txt" && resumed=$((resumed + 1))
+    break
+  fi
+  if (( RANDOM % 4 == 0 )); then
+    sleep "$(awk -v ms=$((RANDOM % 1000)) 'BEGIN { printf "%.3f", ms / 1000 }')"
+  else
+    for _ in $(seq 3000); do
+      grep -q "tessera: training" "out$runs.txt" 2>/dev/null && break
+      kill -0 "$job" 2>/dev/null || break
+      sleep 0.01
+    done
+    sleep "$(awk -v ms=$((RANDOM % span_ms)) 'BEGIN { printf "%.3f", ms / 1000 }')"
+  fi
+  if ! kill -0 "$job" 2>/dev/null || grep -q "tessera: done" "out$runs.txt"; then
+    # Finished (or failed) before the kill: a failure is a failed resume.
+    wait "$job" || { cat "err$runs.txt" >&2; fail "run $runs exited non-zero without a kill"; }
+    fail "the run finished after $kills of $KILLS kills; raise STEPS"
+  fi
+  grep -q "resuming from" "out$runs.txt" && resumed=$((resumed + 1))
+  if (( RANDOM % 2 == 0 )); then
+    kill_session "$job"
+    whole=$((whole + 1))
+  else
+    victim=$(pgrep -s "$job" -x tessera | shuf -n 1 || true)
+    [[ -n "$victim" ]] && kill -9 "$victim" 2>/dev/null || true
+    one=$((one + 1))
+  fi
+  { wait "$job"; } 2>/dev/null || true
+  kill_session "$job"   # after one rank died, mpirun stops the others; make sure none is left
+  if grep -q "tessera: error" "err$runs.txt"; then cat "err$runs.txt" >&2; fail "run $runs failed before its kill"; fi
+  kills=$((kills + 1))
+  if compgen -G "run/checkpoints/.tmp-*" >/dev/null || compgen -G "run/checkpoints/.deleting-*" >/dev/null; then
+    mid_ckpt=$((mid_ckpt + 1))
+  elif ! grep -q "tessera: training" "out$runs.txt"; then
+    startup=$((startup + 1))   # before the first step: opening data, verifying the checkpoint
+  fi
+  if [[ -e run/checkpoints ]]; then
+    n=$(find run/checkpoints -maxdepth 1 -name 'step-*' 2>/dev/null | wc -l)
+    checked=$((checked + n))
+    if ! "$TESSERA" checkpoint inspect run >"inspect$kills.txt" 2>&1; then
+      corrupt=$((corrupt + 1))
+      echo "corrupt after kill $kills:" >&2
+      grep -E "FAILED" "inspect$kills.txt" >&2 || true
+    fi
+  fi
+done
+
+identical=no
+cmp -s ref/model.h5 run/model.h5 && identical=yes
+/usr/bin/python3 - <<'PY'
+import json
+def lines(p):
+    return [json.loads(l) for l in open(p)]
+ref = [(o["event"], o.get("step"), o.get("split"), o.get("loss")) for o in lines("ref/metrics.jsonl") if o["event"] != "done"]
+got = [(o["event"], o.get("step"), o.get("split"), o.get("loss")) for o in lines("run/metrics.jsonl") if o["event"] != "done"]
+assert got == ref, ("metrics differ from the reference", len(got), len(ref),
+                    next((a, b) for a, b in zip(got, ref) if a != b) if got[:len(ref)] != ref[:len(got)] else None)
+print(f"metrics.jsonl: {len(got)} lines, each step once, losses identical to the reference")
+PY
+echo "kills: $kills (whole job $whole, one rank $one): $mid_ckpt during a checkpoint write (a .tmp- or .deleting- directory left), $startup during start-up, $((kills - mid_ckpt - startup)) during training steps"
+echo "runs: $runs; started with a committed checkpoint to resume: $attempts; printed 'resuming from' before being killed or finishing: $resumed; failed resumes: 0"
+echo "committed checkpoints verified after kills: $checked; corrupt: $corrupt"
+echo "final model.h5 byte-identical to the uninterrupted run: $identical"
+[[ $corrupt -eq 0 && $identical == yes ]] || fail "corrupt checkpoints or a different model.h5"
+echo "kill test passed"
