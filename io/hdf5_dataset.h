@@ -4,6 +4,7 @@
 // Not thread-safe: HDF5 calls must stay on one thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -25,9 +26,14 @@ class Hdf5Dataset {
   // Chunk length of the data order when the first file is not chunked.
   static constexpr int64_t kDefaultOrderChunk = 1024;
 
+  // Default bound on HDF5's chunk caches, all files and datasets together.
+  static constexpr size_t kDefaultCacheBytes = size_t{1} << 30;
+
   // labels_name "" opens features only (prediction); label reads are then skipped.
+  // cache_bytes bounds HDF5's chunk caches (all files and datasets together); each holds at
+  // most a shuffle window of chunks.
   Hdf5Dataset(const std::vector<std::string>& paths, const std::string& features_name,
-              const std::string& labels_name);
+              const std::string& labels_name, size_t cache_bytes = kDefaultCacheBytes);
   ~Hdf5Dataset();
   Hdf5Dataset(const Hdf5Dataset&) = delete;
   Hdf5Dataset& operator=(const Hdf5Dataset&) = delete;
@@ -40,6 +46,12 @@ class Hdf5Dataset {
   const std::vector<Hdf5FileInfo>& files() const { return info_; }
   const std::string& features_name() const { return x_name_; }
   const std::string& labels_name() const { return y_name_; }
+  // Chunk cache bytes HDF5 may fill: datasets that RawRows reads directly never use theirs.
+  int64_t cache_bytes() const { return cache_in_use_; }
+  // Stored bytes of x and y the reads so far covered (any thread may ask).
+  int64_t bytes_read() const { return bytes_read_.load(std::memory_order_relaxed); }
+  // Stored bytes of one row of x and y (the largest RawRows staging need per row).
+  int64_t row_bytes() const { return row_bytes_; }
 
   // rows (count, strictly increasing global indices) -> x (count, features), y (count, label_columns)
   void read_rows(const int64_t* rows, int64_t count, float* x, double* y);
@@ -61,6 +73,8 @@ class Hdf5Dataset {
   // hsize_t row runs of the current read: members, so their capacity is reused every step.
   std::vector<unsigned long long> starts_, lens_;
   int64_t rows_ = 0, features_ = 0, label_columns_ = 1;
+  int64_t cache_in_use_ = 0, row_bytes_ = 0;
+  std::atomic<int64_t> bytes_read_{0};
   bool labels_integer_ = true;
 };
 

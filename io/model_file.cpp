@@ -81,6 +81,7 @@ h5::Handle open_model(const std::string& path) {
 }  // namespace
 
 void write_model_file(const std::string& path, const ModelSpec& spec, const float* params) {
+  const auto hdf5 = h5::lock();  // a training source's I/O thread may still be reading
   atomic_write_with(path, [&](const std::string& tmp) {
     h5::Handle f = h5::create(tmp);
     for (const TensorInfo& t : tensor_layout(spec)) h5::write_floats(f, t.name, t.shape, params + t.offset);

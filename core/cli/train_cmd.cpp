@@ -67,6 +67,16 @@ void keep_previous_run(const std::string& dir) {
                keep.string().c_str());
 }
 
+// This process's peak resident set (VmHWM of /proc/self/status), 0 where there is none.
+int64_t peak_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) << 10;  // "VmHWM:  1234 kB"
+  }
+  return 0;
+}
+
 }  // namespace
 
 int set_threads(int64_t requested, const Communicator& comm) {
@@ -114,10 +124,15 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   }
   const int threads = set_threads(cfg.train.threads, comm);
 
-  auto train_data = std::make_shared<Hdf5Dataset>(cfg.data.train, cfg.data.features, cfg.data.labels);
+  // data.memory_budget_mb bounds all resident data of this rank: a quarter for HDF5's chunk
+  // caches (only compressed or odd layouts use them), the rest for batches and read-ahead.
+  const int64_t budget = cfg.data.memory_budget_mb << 20;
+  const size_t cache = static_cast<size_t>(budget / 4);
+  auto train_data = std::make_shared<Hdf5Dataset>(cfg.data.train, cfg.data.features, cfg.data.labels,
+                                                  cfg.data.validation.empty() ? cache : cache / 2);
   std::shared_ptr<Hdf5Dataset> val_data;
   if (!cfg.data.validation.empty()) {
-    val_data = std::make_shared<Hdf5Dataset>(cfg.data.validation, cfg.data.features, cfg.data.labels);
+    val_data = std::make_shared<Hdf5Dataset>(cfg.data.validation, cfg.data.features, cfg.data.labels, cache / 2);
     if (val_data->features() != train_data->features() ||
         val_data->label_columns() != train_data->label_columns()) {
       throw DataError(cfg.data.validation[0] + ": validation data has " + std::to_string(val_data->features()) +
@@ -173,11 +188,13 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   so.world = comm.size();
   so.seed = cfg.train.seed;
   so.shuffle = cfg.data.shuffle;
-  Hdf5Source train(train_data, so);
+  so.steps = total_steps(cfg.train, train_data->rows());
   std::unique_ptr<Hdf5Source> validation;
   SourceOptions vo = so;
   vo.range_rows = eval_batch_rows(cfg.train.batch_size, comm.size());
   if (val_data) validation = std::make_unique<Hdf5Source>(val_data, vo);
+  so.memory_budget_bytes = budget - (validation ? validation->resident_bytes() : 0);
+  Hdf5Source train(train_data, so);
   Model model(spec, std::max(train.max_batch_rows(), validation ? validation->max_batch_rows() : int64_t{1}));
 
   FlatBuffer params(spec.param_count());
@@ -224,11 +241,14 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
                   comm.rank() == 0 ? std::function<void(const std::string&)>(sink) : nullptr, progress);
   const TrainSummary summary = trainer.run(params);
 
+  int64_t peak_rss[1] = {peak_rss_bytes()};
+  comm.allreduce_max(std::span<int64_t>(peak_rss, 1));
   if (comm.rank() == 0) {
     write_model_file(dir + "/model.h5", spec, params.data());
     JsonObject done;
     done.add("event", "done").add("steps", summary.steps).add("loss", summary.last_loss);
     done.add("samples_per_s", summary.samples_per_s).add("time_s", summary.seconds);
+    done.add("peak_rss_mb", static_cast<double>(peak_rss[0]) / (1 << 20));
     sink(done.str());
   }
   char line[256];
