@@ -76,6 +76,18 @@ void write_in_rank_order(const std::string& path, Communicator& comm,
   comm.barrier();
 }
 
+void write_in_parallel(const std::string& path, Communicator& comm,
+                       const std::function<void(const std::string&)>& create,
+                       const std::function<void(const std::string&)>& write_part) {
+  const std::string tmp = path + ".tmp-parts";  // as in write_in_rank_order
+  if (comm.rank() == 0) create(tmp);
+  comm.barrier();
+  write_part(tmp);
+  comm.barrier();
+  if (comm.rank() == 0) commit_temp(tmp, path);
+  comm.barrier();
+}
+
 void atomic_write_text(const std::string& path, const std::string& content) {
   atomic_write_with(path, [&](const std::string& tmp) {
     std::FILE* f = std::fopen(tmp.c_str(), "wb");

@@ -23,6 +23,12 @@ void commit_temp(const std::string& tmp, const std::string& path);
 void write_in_rank_order(const std::string& path, Communicator& comm,
                          const std::function<void(const std::string&)>& create,
                          const std::function<void(const std::string&)>& write_part);
+// Collective. For files whose parts land at byte ranges fixed when the file is created: rank 0
+// runs create(tmp); then every rank runs write_part(tmp) at the same time; then rank 0 commits
+// tmp over path. Readers never see a partial file.
+void write_in_parallel(const std::string& path, Communicator& comm,
+                       const std::function<void(const std::string&)>& create,
+                       const std::function<void(const std::string&)>& write_part);
 // fsync a file or directory by path.
 void fsync_path(const std::string& path);
 // mkdir -p with mode 0755 (and umask 022 applied by the CLI).

@@ -17,10 +17,12 @@ constexpr const char* kDataUsage =
     "usage: tessera data <synth|import|inspect> ... (each takes --help)";
 constexpr const char* kSynthUsage =
     "usage: tessera data synth --out FILE --rows N --features D [--classes K | --task binary|regression]\n"
-    "                          [--seed S] [--first-row F] [--chunk-rows R]\n"
+    "                          [--seed S] [--first-row F] [--chunk-rows R] [--files K]\n"
     "  Writes X (N x D float32, N(0,1)) and y from a hidden random teacher network: class labels\n"
-    "  0..K-1 (default K = 2), 0/1 (binary) or a float target (regression). Under mpirun each\n"
-    "  rank generates its own rows; the file does not depend on the number of ranks.\n"
+    "  0..K-1 (default K = 2), 0/1 (binary) or a float target (regression). Under mpirun the\n"
+    "  ranks generate and write their own chunks at the same time; the bytes do not depend on\n"
+    "  the number of ranks. --files K splits the rows into K files FILE-00000-of-0000K.h5, ...\n"
+    "  (consecutive rows; train on them with a glob such as \"FILE-*.h5\").\n"
     "  --seed picks the teacher and an endless stream of rows; the file holds rows\n"
     "  F..F+N-1 of it, so e.g. --first-row 50000 makes a validation set disjoint from\n"
     "  a 50000-row training set of the same seed.";
@@ -35,7 +37,7 @@ constexpr const char* kInspectUsage =
     "  every file was read (and every model checksum matched), else the worst error's code.";
 
 int synth(const std::vector<std::string>& argv, Communicator& comm) {
-  const Args args(argv, {"--out", "--rows", "--features", "--classes", "--task", "--seed", "--first-row", "--chunk-rows"}, {}, kSynthUsage);
+  const Args args(argv, {"--out", "--rows", "--features", "--classes", "--task", "--seed", "--first-row", "--chunk-rows", "--files"}, {}, kSynthUsage);
   if (args.help()) {
     say(comm, kSynthUsage);
     return 0;
@@ -48,6 +50,7 @@ int synth(const std::vector<std::string>& argv, Communicator& comm) {
   o.seed = static_cast<uint64_t>(args.get_int("--seed", 1));
   o.chunk_rows = args.get_int("--chunk-rows", 0);
   o.first_row = args.get_int("--first-row", 0);
+  o.files = args.get_int("--files", 1);
   if (o.first_row < 0) throw ConfigError("--first-row must be 0 or more");
   const std::string task = args.get("--task", "classification");
   if (task == "classification") {
@@ -62,7 +65,9 @@ int synth(const std::vector<std::string>& argv, Communicator& comm) {
   if (args.has("--classes") && o.task != Task::kClassification) throw ConfigError("--classes only applies to classification");
   if (!args.has("--rows") || !args.has("--features")) throw ConfigError(std::string("--rows and --features are required\n") + kSynthUsage);
   synth_dataset(o, comm);
-  say(comm, "tessera: wrote " + std::to_string(o.rows) + " rows x " + std::to_string(o.features) + " features to " + o.out);
+  const std::vector<std::string> names = synth_file_names(o.out, o.files);
+  say(comm, "tessera: wrote " + std::to_string(o.rows) + " rows x " + std::to_string(o.features) + " features to " +
+                (o.files == 1 ? o.out : names.front() + " ... " + names.back()));
   return 0;
 }
 
