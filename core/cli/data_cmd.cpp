@@ -8,6 +8,7 @@
 #include "io/idx_import.h"
 #include "io/inspect.h"
 #include "io/synth.h"
+#include "io/table_import.h"
 
 namespace tessera::cli {
 
@@ -28,8 +29,21 @@ constexpr const char* kSynthUsage =
     "  a 50000-row training set of the same seed.";
 constexpr const char* kImportUsage =
     "usage: tessera data import --from idx IMAGES LABELS --out FILE [--raw]\n"
-    "  Converts MNIST-style IDX files (.gz or plain) into X (rows x pixels, float32 pixel/255;\n"
-    "  uint8 0..255 with --raw) and y (uint8 labels), chunked by 1024 rows.";
+    "       tessera data import --from csv TABLE --out FILE [--header] [--label COL] [--delimiter C]\n"
+    "       tessera data import --from libsvm TABLE --out FILE --features D\n"
+    "       tessera data import --from npy X.npy Y.npy --out FILE\n"
+    "  Converts to the HDF5 layout (X float32 rows x features, y), chunked by 1024 rows. Inputs\n"
+    "  may be gzip'd (.gz) and are streamed: any size imports in bounded memory.\n"
+    "  idx     MNIST-style IDX files; X = pixel/255 (uint8 0..255 with --raw), y uint8.\n"
+    "  csv     one row per line, all fields numeric; --header: the first line names the columns;\n"
+    "          --label COL: the label column by header name or 0-based index (default: last);\n"
+    "          the other columns, in order, are the features. y is float64.\n"
+    "  libsvm  'label index:value ...' with 1-based increasing indices up to --features D\n"
+    "          (absent features are 0). y is float64, as written (-1/+1 labels stay so).\n"
+    "  npy     X: 2-D, y: 1-D or 2-D, C order, little-endian float/int/uint/bool; y keeps\n"
+    "          integer labels as int64, floats as float64.\n"
+    "  Malformed input: exit 3 naming the line (byte offset for idx/npy); the output file is\n"
+    "  written to a temp file and renamed only when complete.";
 constexpr const char* kInspectUsage =
     "usage: tessera data inspect FILE...\n"
     "  Datasets, shapes, dtypes, chunking and compression of each file, with warnings for\n"
@@ -72,24 +86,72 @@ int synth(const std::vector<std::string>& argv, Communicator& comm) {
 }
 
 int import(const std::vector<std::string>& argv, Communicator& comm) {
-  const Args args(argv, {"--from", "--out"}, {"--raw"}, kImportUsage);
+  const Args args(argv, {"--from", "--out", "--label", "--delimiter", "--features"}, {"--raw", "--header"}, kImportUsage);
   if (args.help()) {
     say(comm, kImportUsage);
     return 0;
   }
   const std::string from = args.require("--from");
-  if (from != "idx") {
-    throw ConfigError("--from " + from + ": this version imports idx only (csv, libsvm and npy are planned)");
+  const auto& in = args.positional();
+  auto inputs = [&](size_t n, const char* what) {
+    if (in.size() != n) throw ConfigError("--from " + from + " needs " + what + "\n" + kImportUsage);
+  };
+  auto only = [&](const std::vector<const char*>& allowed) {
+    for (const char* o : {"--raw", "--header", "--label", "--delimiter", "--features"}) {
+      if (args.has(o) && std::find_if(allowed.begin(), allowed.end(), [&](const char* a) { return std::string(a) == o; }) == allowed.end()) {
+        throw ConfigError(std::string(o) + " does not apply to --from " + from);
+      }
+    }
+  };
+  int64_t rows = 0;
+  const std::string out = args.require("--out");
+  if (from == "idx") {
+    inputs(2, "IMAGES and LABELS files");
+    only({"--raw"});
+  } else if (from == "csv") {
+    inputs(1, "one TABLE file");
+    only({"--header", "--label", "--delimiter"});
+    if (args.get("--delimiter", ",").size() != 1) throw ConfigError("--delimiter must be one character");
+  } else if (from == "libsvm") {
+    inputs(1, "one TABLE file");
+    only({"--features"});
+  } else if (from == "npy") {
+    inputs(2, "X.npy and Y.npy files");
+    only({});
+  } else {
+    throw ConfigError("--from " + from + ": expected idx, csv, libsvm or npy\n" + kImportUsage);
   }
-  if (args.positional().size() != 2) throw ConfigError(std::string("idx import needs IMAGES and LABELS files\n") + kImportUsage);
-  IdxImportOptions o;
-  o.images = args.positional()[0];
-  o.labels = args.positional()[1];
-  o.out = args.require("--out");
-  o.raw = args.has("--raw");
+  // One writer: the import is a sequential stream; other ranks wait.
   if (comm.rank() == 0) {
-    const int64_t rows = import_idx(o);
-    say(comm, "tessera: imported " + std::to_string(rows) + " rows to " + o.out);
+    if (from == "idx") {
+      IdxImportOptions o;
+      o.images = in[0];
+      o.labels = in[1];
+      o.out = out;
+      o.raw = args.has("--raw");
+      rows = import_idx(o);
+    } else if (from == "csv") {
+      CsvImportOptions o;
+      o.input = in[0];
+      o.out = out;
+      o.header = args.has("--header");
+      o.label = args.get("--label", "");
+      o.delimiter = args.get("--delimiter", ",")[0];
+      rows = import_csv(o);
+    } else if (from == "libsvm") {
+      LibsvmImportOptions o;
+      o.input = in[0];
+      o.out = out;
+      o.features = args.get_int("--features", 0);
+      rows = import_libsvm(o);
+    } else {
+      NpyImportOptions o;
+      o.x = in[0];
+      o.y = in[1];
+      o.out = out;
+      rows = import_npy(o);
+    }
+    say(comm, "tessera: imported " + std::to_string(rows) + " rows to " + out);
   }
   comm.barrier();
   return 0;

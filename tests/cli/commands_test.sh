@@ -131,5 +131,5 @@ PY
 expect_exit 3 "short.gz byte 66: file ends early while reading image pixels" 1 data import --from idx short.gz lab.gz --out out.h5
 expect_exit 3 "bad.idx byte 0: not an unsigned-byte IDX file" 1 data import --from idx bad.idx lab.gz --out out.h5
 [[ ! -e out.h5 ]] || fail "a failed import left out.h5 behind"
-expect_exit 2 "imports idx only" 1 data import --from csv a.csv --out out.h5
+expect_exit 2 "expected idx, csv, libsvm or npy" 1 data import --from xls a.xls --out out.h5
 echo "all command tests passed"
