@@ -13,9 +13,9 @@
 
 namespace tessera::h5 {
 
-std::unique_lock<std::mutex> lock() {
-  static std::mutex m;
-  return std::unique_lock<std::mutex>(m);
+std::unique_lock<std::recursive_mutex> lock() {
+  static std::recursive_mutex m;
+  return std::unique_lock<std::recursive_mutex>(m);
 }
 
 

@@ -33,7 +33,8 @@ class Handle {
 // The HDF5 library here is not thread-safe (Debian builds it without --enable-threadsafe), and
 // Hdf5Source reads on its own I/O thread. Any HDF5 call made while a training Hdf5Source is
 // alive, on any thread, must hold this lock (model files, checkpoints, validation reads).
-std::unique_lock<std::mutex> lock();
+// Recursive: Hdf5Dataset's reads take it themselves, also when a caller already holds it.
+std::unique_lock<std::recursive_mutex> lock();
 
 // Silences HDF5's default error stack printing; tessera reports errors itself.
 void quiet_errors();

@@ -212,30 +212,60 @@ void Hdf5Dataset::read_runs(size_t f, float* x, double* y) {
 }
 
 void Hdf5Dataset::read_rows(const int64_t* rows, int64_t count, float* x, double* y) {
+  // Rows closer than kCoalesceBytes join one run: a pread of the rows between costs less than
+  // another system call. Such runs land in span_x_/span_y_ and the wanted rows are picked out.
+  const auto hdf5 = h5::lock();  // the scratch members below and HDF5 itself are shared
+  const int64_t gap_rows = kCoalesceBytes / std::max<int64_t>(row_bytes_, 1);
+  const int64_t span_cap = kSpanFactor * count;
   int64_t i = 0;
   while (i < count) {
     const size_t f = file_of(rows[i]);
     const int64_t file_end = info_[f].first_row + info_[f].rows;
     const int64_t first = i;
+    int64_t span = 0;  // rows the runs cover
     starts_.clear();
     lens_.clear();
+    keep_.clear();
     while (i < count && rows[i] < file_end) {
       TESSERA_CHECK(i == first || rows[i] > rows[i - 1], "rows must be strictly increasing");
       const int64_t local = rows[i] - info_[f].first_row;
-      if (!starts_.empty() && static_cast<int64_t>(starts_.back() + lens_.back()) == local) {
+      const int64_t gap = starts_.empty() ? -1 : local - static_cast<int64_t>(starts_.back() + lens_.back());
+      if (gap == 0) {
         ++lens_.back();
+        ++span;
+      } else if (gap > 0 && gap <= gap_rows && span + gap + (count - i) <= span_cap) {  // room for the rest
+        lens_.back() += static_cast<hsize_t>(gap + 1);
+        span += gap + 1;
       } else {
         starts_.push_back(static_cast<hsize_t>(local));
         lens_.push_back(1);
+        ++span;
       }
+      keep_.push_back(span - 1);
       ++i;
     }
-    read_runs(f, x + first * features_, y == nullptr ? nullptr : y + first * label_columns_);
+    float* xo = x + first * features_;
+    double* yo = y == nullptr ? nullptr : y + first * label_columns_;
+    const int64_t n = i - first;
+    if (span == n) {  // no rows between: straight into the output
+      read_runs(f, xo, yo);
+      continue;
+    }
+    if (static_cast<int64_t>(span_y_.size()) < span_cap * label_columns_) {  // once: the cap never changes
+      span_x_.resize(static_cast<size_t>(span_cap * features_));
+      span_y_.resize(static_cast<size_t>(span_cap * label_columns_));
+    }
+    read_runs(f, span_x_.data(), yo == nullptr ? nullptr : span_y_.data());
+    for (int64_t k = 0; k < n; ++k) {
+      std::copy_n(span_x_.data() + keep_[k] * features_, features_, xo + k * features_);
+      if (yo != nullptr) std::copy_n(span_y_.data() + keep_[k] * label_columns_, label_columns_, yo + k * label_columns_);
+    }
   }
 }
 
 void Hdf5Dataset::read_range(int64_t begin, int64_t end, float* x, double* y) {
   TESSERA_CHECK(0 <= begin && begin <= end && end <= rows_, "range [", begin, ",", end, ")");
+  const auto hdf5 = h5::lock();
   int64_t r = begin;
   while (r < end) {
     const size_t f = file_of(r);

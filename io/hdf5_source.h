@@ -52,7 +52,7 @@ class Hdf5Source final : public BatchSource {
   // ahead. A call out of sequence discards the read-ahead and restarts there. An error met
   // reading or validating this step is rethrown here, unchanged (DataError naming file and row).
   Batch next(int64_t epoch, int64_t step) override;
-  // Reads on the calling thread (holding h5::lock()).
+  // Reads on the calling thread.
   Batch read_range(int64_t begin, int64_t end) override;
 
   // Global row indices this rank reads for (epoch, step), in batch order (for tests).

@@ -62,13 +62,13 @@ TEST(Prefetch, RingIsSizedFromTheBudget) {
   TempDir dir;
   auto ds = table(dir, 400, 40);
   const int64_t slot = 32 * (8 + 4 * 6 + 8 + 4 + 4);  // rows, x, y, label, target per row
-  for (int64_t budget : {int64_t{1} << 20, int64_t{12'000}, int64_t{9'000}}) {
+  for (int64_t budget : {int64_t{1} << 20, int64_t{24'000}, int64_t{17'000}}) {
     Hdf5Source src(ds, opts(32, budget));
     expect_rows(src.next(0, 0), src.step_rows(0, 0));
     EXPECT_LE(src.resident_bytes(), budget) << budget;
     EXPECT_GE(src.slots(), 2);
     EXPECT_LE(src.slots(), Hdf5Source::kMaxSlots);
-    if (budget == 9'000) {
+    if (budget == 17'000) {
       EXPECT_LT(src.slots(), Hdf5Source::kMaxSlots);
     }
     if (budget == int64_t{1} << 20) {
