@@ -176,6 +176,11 @@ void Hdf5Source::fill(Slot& s, int64_t epoch, int64_t step) {
   validate(s);
 }
 
+void Hdf5Source::start_read_ahead(int64_t epoch, int64_t step) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (!io_.joinable()) start(epoch, step);
+}
+
 Batch Hdf5Source::next(int64_t epoch, int64_t step) {
   TESSERA_CHECK(slice_.size() > 0, "rank ", opt_.rank, " has no rows in a batch of ", opt_.global_batch);
   std::unique_lock<std::mutex> lk(mu_);

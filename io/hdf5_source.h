@@ -52,12 +52,16 @@ class Hdf5Source final : public BatchSource {
   // ahead. A call out of sequence discards the read-ahead and restarts there. An error met
   // reading or validating this step is rethrown here, unchanged (DataError naming file and row).
   Batch next(int64_t epoch, int64_t step) override;
+  // Starts the I/O thread now at (epoch, step), so the first batches are read while the model is
+  // set up; next() does this itself when not called. ConfigError when the budget is too small.
+  void start_read_ahead(int64_t epoch, int64_t step);
   // Reads on the calling thread.
   Batch read_range(int64_t begin, int64_t end) override;
 
   // Global row indices this rank reads for (epoch, step), in batch order (for tests).
   std::vector<int64_t> step_rows(int64_t epoch, int64_t step);
-  // Batches the ring holds (0 until the first next()) and the budget's verdict.
+  // Batches the read-ahead ring holds: as many as the budget allows, at most kMaxSlots; 0
+  // until the I/O thread starts.
   int64_t slots() const { return static_cast<int64_t>(ring_.size()); }
   // Resident bytes this source holds at most (ring, staging, range buffer, chunk caches).
   int64_t resident_bytes() const;

@@ -102,6 +102,7 @@ void write_model_file(const std::string& path, const ModelSpec& spec, const floa
 }
 
 ModelFile read_model_file(const std::string& path) {
+  const auto hdf5 = h5::lock();
   h5::Handle f = open_model(path);
   if (h5::read_string_attr(f, "tessera_format") != kFormat) {
     throw CorruptionError(path + ": not a tessera model file (attribute tessera_format != '" +
@@ -137,6 +138,7 @@ ModelFile read_model_file(const std::string& path) {
 }
 
 void load_init_weights(const std::string& path, const ModelSpec& spec, float* params) {
+  const auto hdf5 = h5::lock();  // the training source's I/O thread is already reading
   h5::Handle f = open_model(path);
   read_tensors(f, path, spec, params);
   const std::string want = h5::read_string_attr(f, "weights_sha256");

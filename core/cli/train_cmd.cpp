@@ -191,10 +191,12 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   so.steps = total_steps(cfg.train, train_data->rows());
   std::unique_ptr<Hdf5Source> validation;
   SourceOptions vo = so;
+  vo.steps = 0;
   vo.range_rows = eval_batch_rows(cfg.train.batch_size, comm.size());
   if (val_data) validation = std::make_unique<Hdf5Source>(val_data, vo);
   so.memory_budget_bytes = budget - (validation ? validation->resident_bytes() : 0);
   Hdf5Source train(train_data, so);
+  train.start_read_ahead(0, 0);  // the first batches load while the model is set up
   Model model(spec, std::max(train.max_batch_rows(), validation ? validation->max_batch_rows() : int64_t{1}));
 
   FlatBuffer params(spec.param_count());
