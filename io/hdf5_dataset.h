@@ -28,7 +28,7 @@ class Hdf5Dataset {
 
   // read_rows joins runs of wanted rows separated by fewer than this many bytes of other rows,
   // reading at most kSpanFactor times the wanted rows (staged in a buffer of that size).
-  static constexpr int64_t kCoalesceBytes = 32 << 10;
+  static constexpr int64_t kCoalesceBytes = 16 << 10;
   static constexpr int64_t kSpanFactor = 4;
   // Default bound on HDF5's chunk caches, all files and datasets together.
   static constexpr size_t kDefaultCacheBytes = size_t{1} << 30;
