@@ -27,6 +27,9 @@ class BatchSource {
   virtual Batch next(int64_t epoch, int64_t step) = 0;
   // Rows [begin, end) in file order; end - begin <= max_batch_rows().
   virtual Batch read_range(int64_t begin, int64_t end) = 0;
+  // Bytes read from storage so far (for metrics; safe from any thread). In-memory sources
+  // read none.
+  virtual int64_t bytes_read() const { return 0; }
 };
 
 }  // namespace tessera

@@ -51,7 +51,9 @@ Trainer::Trainer(const TrainConfig& cfg, Model& model, Communicator& comm, Batch
 Trainer::StepStats Trainer::step(FlatBuffer& params, int64_t epoch, int64_t step_in_epoch, int64_t step) {
   const ModelSpec& spec = model_.spec();
   const double scale = 1.0 / static_cast<double>(cfg_.train.batch_size);
+  const auto asked = std::chrono::steady_clock::now();
   const Batch b = train_.next(epoch, step_in_epoch);
+  data_wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - asked).count();
   float* out = model_.forward(params.data(), b.x, b.rows, cfg_.train.precision);
   const kernels::LossResult lr = task_loss(spec.task, out, b, out, spec.outputs(), scale);
   model_.backward(params.data(), b.x, out, grads_.data(), b.rows);
@@ -110,6 +112,9 @@ TrainSummary Trainer::run(FlatBuffer& params, const TrainState& start) {
   double interval[3] = {start.interval[0], start.interval[1], start.interval[2]};
   int64_t step = start.step;
   int64_t evaluated_at = start.evaluated_at;
+  auto read_so_far = [&] { return train_.bytes_read() + (validation_ ? validation_->bytes_read() : 0); };
+  int64_t bytes_at_line = read_so_far();
+  data_wait_s_ = 0.0;
   for (int64_t epoch = step / per_epoch; epoch < cfg_.train.epochs && step < total; ++epoch) {
     for (int64_t s = step % per_epoch; s < per_epoch && step < total; ++s) {
       const StepStats stats_step = this->step(params, epoch, s, step);
@@ -128,12 +133,21 @@ TrainSummary Trainer::run(FlatBuffer& params, const TrainState& start) {
       if (step % cfg_.train.log_every == 0 || last) {
         const double span = std::chrono::duration<double>(now - interval_start).count();
         const double mean_loss = interval[0] / interval[2];
+        // Input telemetry (collective): the slowest rank's data wait decides the step time.
+        int64_t wait_ppb[1] = {std::llround(1e9 * std::min(1.0, data_wait_s_ / std::max(span, 1e-9)))};
+        comm_.allreduce_max(std::span<int64_t>(wait_ppb, 1));
+        double bytes[1] = {static_cast<double>(read_so_far() - bytes_at_line)};
+        comm_.allreduce_sum(std::span<double>(bytes, 1));
+        bytes_at_line = read_so_far();
+        data_wait_s_ = 0.0;
         JsonObject line;
         line.add("event", "train").add("step", step).add("epoch", epoch).add("loss", mean_loss);
         if (spec.task != Task::kRegression) line.add("accuracy", interval[1] / interval[2]);
         line.add("lr", optimizer_.lr(step - 1))
             .add("samples_per_s", interval[2] / std::max(span, 1e-9))
-            .add("time_s", elapsed);
+            .add("time_s", elapsed)
+            .add("data_wait_frac", static_cast<double>(wait_ppb[0]) * 1e-9)
+            .add("bytes_read", static_cast<int64_t>(bytes[0]));
         if (metrics_) metrics_(line.str());
         progress_.log_line(step, epoch, mean_loss, optimizer_.lr(step - 1), interval[2] / std::max(span, 1e-9));
         summary.last_loss = mean_loss;

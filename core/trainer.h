@@ -96,6 +96,7 @@ class Trainer {
   std::function<void(const TrainState&)> checkpoint_;
   FlatBuffer grads_;
   Optimizer optimizer_;
+  double data_wait_s_ = 0.0;  // time step() spent in train_.next() since the last log line
 };
 
 }  // namespace tessera

@@ -77,6 +77,18 @@ void write_in_rank_order(const std::string& path, Communicator& comm,
   comm.barrier();
 }
 
+void write_in_parallel(const std::string& path, Communicator& comm,
+                       const std::function<void(const std::string&)>& create,
+                       const std::function<void(const std::string&)>& write_part) {
+  const std::string tmp = path + ".tmp-parts";  // as in write_in_rank_order
+  if (comm.rank() == 0) create(tmp);
+  comm.barrier();
+  write_part(tmp);
+  comm.barrier();
+  if (comm.rank() == 0) commit_temp(tmp, path);
+  comm.barrier();
+}
+
 namespace {
 
 void write_file(const std::string& path, const std::string& content, bool sync) {

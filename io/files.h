@@ -27,6 +27,12 @@ void write_in_rank_order(const std::string& path, Communicator& comm,
 // is itself committed by rename (a checkpoint's parts), where a rename per file would only add
 // fsyncs. The caller fsyncs the directory before committing it.
 void write_synced_text(const std::string& path, const std::string& content);
+// Collective. For files whose parts land at byte ranges fixed when the file is created: rank 0
+// runs create(tmp); then every rank runs write_part(tmp) at the same time; then rank 0 commits
+// tmp over path. Readers never see a partial file.
+void write_in_parallel(const std::string& path, Communicator& comm,
+                       const std::function<void(const std::string&)>& create,
+                       const std::function<void(const std::string&)>& write_part);
 // fsync a file or directory by path.
 void fsync_path(const std::string& path);
 // mkdir -p with mode 0755 (and umask 022 applied by the CLI).

@@ -13,6 +13,12 @@
 
 namespace tessera::h5 {
 
+std::unique_lock<std::recursive_mutex> lock() {
+  static std::recursive_mutex m;
+  return std::unique_lock<std::recursive_mutex>(m);
+}
+
+
 Handle& Handle::operator=(Handle&& o) noexcept {
   if (this != &o) {
     reset();
@@ -181,6 +187,11 @@ std::string read_string_attr(hid_t obj, const std::string& name) {
   if (H5Aread(a, type, out.data()) < 0) return "";
   while (!out.empty() && out.back() == '\0') out.pop_back();
   return out;
+}
+
+int64_t element_size(hid_t dataset) {
+  Handle t(H5Dget_type(dataset));
+  return static_cast<int64_t>(H5Tget_size(t));
 }
 
 }  // namespace tessera::h5

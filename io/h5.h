@@ -5,6 +5,7 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,12 @@ class Handle {
   hid_t id_ = H5I_INVALID_HID;
 };
 
+// The HDF5 library here is not thread-safe (Debian builds it without --enable-threadsafe), and
+// Hdf5Source reads on its own I/O thread. Any HDF5 call made while a training Hdf5Source is
+// alive, on any thread, must hold this lock (model files, checkpoints, validation reads).
+// Recursive: Hdf5Dataset's reads take it themselves, also when a caller already holds it.
+std::unique_lock<std::recursive_mutex> lock();
+
 // Silences HDF5's default error stack printing; tessera reports errors itself.
 void quiet_errors();
 
@@ -48,6 +55,8 @@ std::vector<int64_t> shape(hid_t dataset);
 // "float32", "int64", "uint8", ...; "other" for non-numeric types.
 std::string dtype_name(hid_t dataset);
 bool is_integer(hid_t dataset);
+// Stored bytes of one value of a dataset.
+int64_t element_size(hid_t dataset);
 
 // Writes a whole float32 dataset of the given shape (creation plist: no timestamps).
 void write_floats(hid_t file, const std::string& name, const std::vector<int64_t>& shape,

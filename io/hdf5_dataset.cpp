@@ -21,6 +21,7 @@ struct Hdf5Dataset::Open {
   h5::Handle file, x, y;
   int fd = -1;  // one plain descriptor per file for direct reads, shared by x and y
   bool y_two_d = false;
+  int64_t x_elem = 0, y_elem = 0;  // stored bytes per value
   ~Open() {
     if (fd >= 0) ::close(fd);
   }
@@ -32,11 +33,12 @@ namespace {
 // Chunk cache per dataset: holds a whole shuffle window (DataOrder::kWindowChunks chunks, plus
 // one for a window boundary), so each chunk is read from disk once per epoch rather than once
 // per step that touches it (a window's rows are spread over all its steps).
-// cap bounds the cache of one dataset of one file: 1 GiB shared by all files of a dataset.
+// cap bounds the cache of one dataset of one file (a share of Hdf5Dataset's cache_bytes); a
+// chunk larger than the cache bypasses it, so a small cap costs speed, never memory.
 size_t chunk_cache_bytes(hid_t file, const std::string& name, size_t cap) {
   h5::Handle d(H5Dopen2(file, name.c_str(), H5P_DEFAULT));
   h5::Handle dcpl(H5Dget_create_plist(d));
-  if (!d.valid() || H5Pget_layout(dcpl) != H5D_CHUNKED) return size_t{1} << 20;
+  if (!d.valid() || H5Pget_layout(dcpl) != H5D_CHUNKED) return 0;
   hsize_t chunk[8] = {};
   const int rank = std::min(H5Pget_chunk(dcpl, 8, chunk), 8);
   h5::Handle type(H5Dget_type(d));
@@ -45,11 +47,13 @@ size_t chunk_cache_bytes(hid_t file, const std::string& name, size_t cap) {
   return std::min<size_t>((DataOrder::kWindowChunks + 1) * bytes, cap);
 }
 
-h5::Handle open_with_cache(hid_t file, const std::string& path, const std::string& name, size_t files) {
+// cache_share: this dataset's part of the total chunk cache; *cache receives its size.
+h5::Handle open_with_cache(hid_t file, const std::string& path, const std::string& name, size_t cache_share,
+                           size_t* cache) {
   if (!h5::exists(file, name)) return h5::open_dataset(file, path, name);  // throws the named error
   h5::Handle dapl(H5Pcreate(H5P_DATASET_ACCESS));
-  const size_t cap = std::max<size_t>(size_t{4} << 20, (size_t{1} << 30) / std::max<size_t>(files, 1));
-  H5Pset_chunk_cache(dapl, 12421, chunk_cache_bytes(file, name, cap), 1.0);
+  *cache = chunk_cache_bytes(file, name, cache_share);
+  H5Pset_chunk_cache(dapl, 12421, *cache, 1.0);
   h5::Handle d(H5Dopen2(file, name.c_str(), dapl));
   if (!d.valid()) throw DataError(path + ": cannot open dataset '" + name + "'");
   return d;
@@ -64,15 +68,17 @@ bool numeric(hid_t d) {
 }  // namespace
 
 Hdf5Dataset::Hdf5Dataset(const std::vector<std::string>& paths, const std::string& features_name,
-                         const std::string& labels_name)
+                         const std::string& labels_name, size_t cache_bytes)
     : x_name_(features_name), y_name_(labels_name) {
   if (paths.empty()) throw ConfigError("data.train: no files given");
+  const bool labels = !y_name_.empty();  // predict reads features only
+  const size_t share = cache_bytes / (paths.size() * (labels ? 2 : 1));
   for (const std::string& path : paths) {
     auto o = std::make_unique<Open>();
     o->file = h5::open_read(path);
-    o->x = open_with_cache(o->file, path, x_name_, paths.size());
-    const bool labels = !y_name_.empty();  // predict reads features only
-    if (labels) o->y = open_with_cache(o->file, path, y_name_, paths.size());
+    size_t x_cache = 0, y_cache = 0;
+    o->x = open_with_cache(o->file, path, x_name_, share, &x_cache);
+    if (labels) o->y = open_with_cache(o->file, path, y_name_, share, &y_cache);
     const auto xs = h5::shape(o->x);
     const auto ys = labels ? h5::shape(o->y) : std::vector<int64_t>{xs.empty() ? 0 : xs[0]};
     const std::string xd = path + ": dataset '" + x_name_ + "'", yd = path + ": dataset '" + y_name_ + "'";
@@ -126,6 +132,11 @@ Hdf5Dataset::Hdf5Dataset(const std::vector<std::string>& paths, const std::strin
     o->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);  // -1 (e.g. EMFILE): HDF5 reads only
     o->raw_x = std::make_unique<RawRows>(o->x, path, fi.rows, features_, o->fd);
     if (labels) o->raw_y = std::make_unique<RawRows>(o->y, path, fi.rows, label_columns_, o->fd);
+    if (!o->raw_x->usable()) cache_in_use_ += static_cast<int64_t>(x_cache);
+    if (labels && !o->raw_y->usable()) cache_in_use_ += static_cast<int64_t>(y_cache);
+    o->x_elem = h5::element_size(o->x);
+    o->y_elem = labels ? h5::element_size(o->y) : 0;
+    row_bytes_ = std::max(row_bytes_, o->x_elem * features_ + o->y_elem * label_columns_);
     rows_ += fi.rows;
     info_.push_back(fi);
     open_.push_back(std::move(o));
@@ -187,6 +198,10 @@ void read_any(RawRows* raw, hid_t d, const std::string& path, const std::string&
 
 void Hdf5Dataset::read_runs(size_t f, float* x, double* y) {
   const Open& o = *open_[f];
+  int64_t rows = 0;
+  for (const hsize_t n : lens_) rows += static_cast<int64_t>(n);
+  bytes_read_.fetch_add(rows * ((x != nullptr ? o.x_elem * features_ : 0) + (y != nullptr ? o.y_elem * label_columns_ : 0)),
+                        std::memory_order_relaxed);
   if (x != nullptr) {
     read_any(o.raw_x.get(), o.x, info_[f].path, x_name_, starts_, lens_, features_, true, H5T_NATIVE_FLOAT, x);
   }
@@ -197,30 +212,60 @@ void Hdf5Dataset::read_runs(size_t f, float* x, double* y) {
 }
 
 void Hdf5Dataset::read_rows(const int64_t* rows, int64_t count, float* x, double* y) {
+  // Rows closer than kCoalesceBytes join one run: a pread of the rows between costs less than
+  // another system call. Such runs land in span_x_/span_y_ and the wanted rows are picked out.
+  const auto hdf5 = h5::lock();  // the scratch members below and HDF5 itself are shared
+  const int64_t gap_rows = kCoalesceBytes / std::max<int64_t>(row_bytes_, 1);
+  const int64_t span_cap = kSpanFactor * count;
   int64_t i = 0;
   while (i < count) {
     const size_t f = file_of(rows[i]);
     const int64_t file_end = info_[f].first_row + info_[f].rows;
     const int64_t first = i;
+    int64_t span = 0;  // rows the runs cover
     starts_.clear();
     lens_.clear();
+    keep_.clear();
     while (i < count && rows[i] < file_end) {
       TESSERA_CHECK(i == first || rows[i] > rows[i - 1], "rows must be strictly increasing");
       const int64_t local = rows[i] - info_[f].first_row;
-      if (!starts_.empty() && static_cast<int64_t>(starts_.back() + lens_.back()) == local) {
+      const int64_t gap = starts_.empty() ? -1 : local - static_cast<int64_t>(starts_.back() + lens_.back());
+      if (gap == 0) {
         ++lens_.back();
+        ++span;
+      } else if (gap > 0 && gap <= gap_rows && span + gap + (count - i) <= span_cap) {  // room for the rest
+        lens_.back() += static_cast<hsize_t>(gap + 1);
+        span += gap + 1;
       } else {
         starts_.push_back(static_cast<hsize_t>(local));
         lens_.push_back(1);
+        ++span;
       }
+      keep_.push_back(span - 1);
       ++i;
     }
-    read_runs(f, x + first * features_, y == nullptr ? nullptr : y + first * label_columns_);
+    float* xo = x + first * features_;
+    double* yo = y == nullptr ? nullptr : y + first * label_columns_;
+    const int64_t n = i - first;
+    if (span == n) {  // no rows between: straight into the output
+      read_runs(f, xo, yo);
+      continue;
+    }
+    if (static_cast<int64_t>(span_y_.size()) < span_cap * label_columns_) {  // once: the cap never changes
+      span_x_.resize(static_cast<size_t>(span_cap * features_));
+      span_y_.resize(static_cast<size_t>(span_cap * label_columns_));
+    }
+    read_runs(f, span_x_.data(), yo == nullptr ? nullptr : span_y_.data());
+    for (int64_t k = 0; k < n; ++k) {
+      std::copy_n(span_x_.data() + keep_[k] * features_, features_, xo + k * features_);
+      if (yo != nullptr) std::copy_n(span_y_.data() + keep_[k] * label_columns_, label_columns_, yo + k * label_columns_);
+    }
   }
 }
 
 void Hdf5Dataset::read_range(int64_t begin, int64_t end, float* x, double* y) {
   TESSERA_CHECK(0 <= begin && begin <= end && end <= rows_, "range [", begin, ",", end, ")");
+  const auto hdf5 = h5::lock();
   int64_t r = begin;
   while (r < end) {
     const size_t f = file_of(r);

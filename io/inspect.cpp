@@ -6,6 +6,7 @@
 #include <sstream>
 #include <vector>
 
+#include "core/data_order.h"
 #include "core/error.h"
 #include "io/h5.h"
 #include "io/model_file.h"
@@ -64,6 +65,15 @@ std::string inspect_file(const std::string& path, bool* verified) {
         char fname[64] = {};
         H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &ncd, cd, sizeof fname, fname, nullptr);
         os << (i == 0 ? "  compression: " : ", ") << fname;
+      }
+      // Hdf5Source reads compressed chunks through HDF5's chunk cache, which gets a quarter of
+      // data.memory_budget_mb; a shuffle window (16 chunks, plus one) that does not fit is
+      // decompressed again for every step that touches it.
+      const int64_t window_mib = ((DataOrder::kWindowChunks + 1) * chunk_bytes) >> 20;
+      if (nfilters > 0 && shape.size() == 2 && shape[0] > c[0] && 4 * window_mib > 256) {
+        warn << "  warning: " << name << " is compressed in chunks of " << (chunk_bytes >> 10)
+             << " KiB: a shuffle window needs " << window_mib << " MiB of chunk cache, so set data.memory_budget_mb >= "
+             << 4 * window_mib << " or store it uncompressed (h5repack -f NONE) with smaller chunks\n";
       }
       if (shape.size() == 2 && c.size() == 2 && c[1] < shape[1]) {
         warn << "  warning: " << name << " chunks split rows (" << c[1] << " of " << shape[1]

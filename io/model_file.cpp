@@ -81,6 +81,7 @@ h5::Handle open_model(const std::string& path) {
 }  // namespace
 
 void write_model_file(const std::string& path, const ModelSpec& spec, const float* params) {
+  const auto hdf5 = h5::lock();  // a training source's I/O thread may still be reading
   atomic_write_with(path, [&](const std::string& tmp) {
     h5::Handle f = h5::create(tmp);
     for (const TensorInfo& t : tensor_layout(spec)) h5::write_floats(f, t.name, t.shape, params + t.offset);
@@ -101,6 +102,7 @@ void write_model_file(const std::string& path, const ModelSpec& spec, const floa
 }
 
 ModelFile read_model_file(const std::string& path) {
+  const auto hdf5 = h5::lock();
   h5::Handle f = open_model(path);
   if (h5::read_string_attr(f, "tessera_format") != kFormat) {
     throw CorruptionError(path + ": not a tessera model file (attribute tessera_format != '" +
@@ -136,6 +138,7 @@ ModelFile read_model_file(const std::string& path) {
 }
 
 void load_init_weights(const std::string& path, const ModelSpec& spec, float* params) {
+  const auto hdf5 = h5::lock();  // the training source's I/O thread is already reading
   h5::Handle f = open_model(path);
   read_tensors(f, path, spec, params);
   const std::string want = h5::read_string_attr(f, "weights_sha256");

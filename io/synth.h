@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/communicator.h"
 #include "core/config.h"
@@ -20,10 +21,17 @@ struct SynthOptions {
   int64_t first_row = 0;          // file row i is row first_row + i of the seed's stream, so
                                   // disjoint train/validation files share one teacher
   int64_t chunk_rows = 0;        // 0 = about 1 MiB of features per chunk
+  int64_t files = 1;             // K > 1 splits the rows into K files (synth_file_names)
 };
 
-// Collective. Each rank generates its share of chunks; ranks write in turn into a temp file
-// that rank 0 renames into place once all have written (atomic for readers).
+// The files synth writes: out itself for one file, else out's stem + "-00000-of-00004" + its
+// extension, ..., so that a glob lists them in row order.
+std::vector<std::string> synth_file_names(const std::string& out, int64_t files);
+
+// Collective. For each file, rank 0 creates it with every chunk allocated; then all ranks at
+// once generate their share of the chunks and write them at the chunks' file offsets; then
+// rank 0 renames the finished file into place (atomic for readers). The bytes do not depend
+// on the number of ranks.
 void synth_dataset(const SynthOptions& opt, Communicator& comm);
 
 }  // namespace tessera

@@ -8,6 +8,7 @@
 #include "io/idx_import.h"
 #include "io/inspect.h"
 #include "io/synth.h"
+#include "io/table_import.h"
 
 namespace tessera::cli {
 
@@ -17,17 +18,32 @@ constexpr const char* kDataUsage =
     "usage: tessera data <synth|import|inspect> ... (each takes --help)";
 constexpr const char* kSynthUsage =
     "usage: tessera data synth --out FILE --rows N --features D [--classes K | --task binary|regression]\n"
-    "                          [--seed S] [--first-row F] [--chunk-rows R]\n"
+    "                          [--seed S] [--first-row F] [--chunk-rows R] [--files K]\n"
     "  Writes X (N x D float32, N(0,1)) and y from a hidden random teacher network: class labels\n"
-    "  0..K-1 (default K = 2), 0/1 (binary) or a float target (regression). Under mpirun each\n"
-    "  rank generates its own rows; the file does not depend on the number of ranks.\n"
+    "  0..K-1 (default K = 2), 0/1 (binary) or a float target (regression). Under mpirun the\n"
+    "  ranks generate and write their own chunks at the same time; the bytes do not depend on\n"
+    "  the number of ranks. --files K splits the rows into K files FILE-00000-of-0000K.h5, ...\n"
+    "  (consecutive rows; train on them with a glob such as \"FILE-*.h5\").\n"
     "  --seed picks the teacher and an endless stream of rows; the file holds rows\n"
     "  F..F+N-1 of it, so e.g. --first-row 50000 makes a validation set disjoint from\n"
     "  a 50000-row training set of the same seed.";
 constexpr const char* kImportUsage =
     "usage: tessera data import --from idx IMAGES LABELS --out FILE [--raw]\n"
-    "  Converts MNIST-style IDX files (.gz or plain) into X (rows x pixels, float32 pixel/255;\n"
-    "  uint8 0..255 with --raw) and y (uint8 labels), chunked by 1024 rows.";
+    "       tessera data import --from csv TABLE --out FILE [--header] [--label COL] [--delimiter C]\n"
+    "       tessera data import --from libsvm TABLE --out FILE --features D\n"
+    "       tessera data import --from npy X.npy Y.npy --out FILE\n"
+    "  Converts to the HDF5 layout (X float32 rows x features, y), chunked by 1024 rows. Inputs\n"
+    "  may be gzip'd (.gz) and are streamed: any size imports in bounded memory.\n"
+    "  idx     MNIST-style IDX files; X = pixel/255 (uint8 0..255 with --raw), y uint8.\n"
+    "  csv     one row per line, all fields numeric; --header: the first line names the columns;\n"
+    "          --label COL: the label column by header name or 0-based index (default: last);\n"
+    "          the other columns, in order, are the features. y is float64.\n"
+    "  libsvm  'label index:value ...' with 1-based increasing indices up to --features D\n"
+    "          (absent features are 0). y is float64, as written (-1/+1 labels stay so).\n"
+    "  npy     X: 2-D, y: 1-D or 2-D, C order, little-endian float/int/uint/bool; y keeps\n"
+    "          integer labels as int64, floats as float64.\n"
+    "  Malformed input: exit 3 naming the line (byte offset for idx/npy); the output file is\n"
+    "  written to a temp file and renamed only when complete.";
 constexpr const char* kInspectUsage =
     "usage: tessera data inspect FILE...\n"
     "  Datasets, shapes, dtypes, chunking and compression of each file, with warnings for\n"
@@ -35,7 +51,7 @@ constexpr const char* kInspectUsage =
     "  every file was read (and every model checksum matched), else the worst error's code.";
 
 int synth(const std::vector<std::string>& argv, Communicator& comm) {
-  const Args args(argv, {"--out", "--rows", "--features", "--classes", "--task", "--seed", "--first-row", "--chunk-rows"}, {}, kSynthUsage);
+  const Args args(argv, {"--out", "--rows", "--features", "--classes", "--task", "--seed", "--first-row", "--chunk-rows", "--files"}, {}, kSynthUsage);
   if (args.help()) {
     say(comm, kSynthUsage);
     return 0;
@@ -48,6 +64,7 @@ int synth(const std::vector<std::string>& argv, Communicator& comm) {
   o.seed = static_cast<uint64_t>(args.get_int("--seed", 1));
   o.chunk_rows = args.get_int("--chunk-rows", 0);
   o.first_row = args.get_int("--first-row", 0);
+  o.files = args.get_int("--files", 1);
   if (o.first_row < 0) throw ConfigError("--first-row must be 0 or more");
   const std::string task = args.get("--task", "classification");
   if (task == "classification") {
@@ -62,29 +79,79 @@ int synth(const std::vector<std::string>& argv, Communicator& comm) {
   if (args.has("--classes") && o.task != Task::kClassification) throw ConfigError("--classes only applies to classification");
   if (!args.has("--rows") || !args.has("--features")) throw ConfigError(std::string("--rows and --features are required\n") + kSynthUsage);
   synth_dataset(o, comm);
-  say(comm, "tessera: wrote " + std::to_string(o.rows) + " rows x " + std::to_string(o.features) + " features to " + o.out);
+  const std::vector<std::string> names = synth_file_names(o.out, o.files);
+  say(comm, "tessera: wrote " + std::to_string(o.rows) + " rows x " + std::to_string(o.features) + " features to " +
+                (o.files == 1 ? o.out : names.front() + " ... " + names.back()));
   return 0;
 }
 
 int import(const std::vector<std::string>& argv, Communicator& comm) {
-  const Args args(argv, {"--from", "--out"}, {"--raw"}, kImportUsage);
+  const Args args(argv, {"--from", "--out", "--label", "--delimiter", "--features"}, {"--raw", "--header"}, kImportUsage);
   if (args.help()) {
     say(comm, kImportUsage);
     return 0;
   }
   const std::string from = args.require("--from");
-  if (from != "idx") {
-    throw ConfigError("--from " + from + ": this version imports idx only (csv, libsvm and npy are planned)");
+  const auto& in = args.positional();
+  auto inputs = [&](size_t n, const char* what) {
+    if (in.size() != n) throw ConfigError("--from " + from + " needs " + what + "\n" + kImportUsage);
+  };
+  auto only = [&](const std::vector<const char*>& allowed) {
+    for (const char* o : {"--raw", "--header", "--label", "--delimiter", "--features"}) {
+      if (args.has(o) && std::find_if(allowed.begin(), allowed.end(), [&](const char* a) { return std::string(a) == o; }) == allowed.end()) {
+        throw ConfigError(std::string(o) + " does not apply to --from " + from);
+      }
+    }
+  };
+  int64_t rows = 0;
+  const std::string out = args.require("--out");
+  if (from == "idx") {
+    inputs(2, "IMAGES and LABELS files");
+    only({"--raw"});
+  } else if (from == "csv") {
+    inputs(1, "one TABLE file");
+    only({"--header", "--label", "--delimiter"});
+    if (args.get("--delimiter", ",").size() != 1) throw ConfigError("--delimiter must be one character");
+  } else if (from == "libsvm") {
+    inputs(1, "one TABLE file");
+    only({"--features"});
+  } else if (from == "npy") {
+    inputs(2, "X.npy and Y.npy files");
+    only({});
+  } else {
+    throw ConfigError("--from " + from + ": expected idx, csv, libsvm or npy\n" + kImportUsage);
   }
-  if (args.positional().size() != 2) throw ConfigError(std::string("idx import needs IMAGES and LABELS files\n") + kImportUsage);
-  IdxImportOptions o;
-  o.images = args.positional()[0];
-  o.labels = args.positional()[1];
-  o.out = args.require("--out");
-  o.raw = args.has("--raw");
+  // One writer: the import is a sequential stream; other ranks wait.
   if (comm.rank() == 0) {
-    const int64_t rows = import_idx(o);
-    say(comm, "tessera: imported " + std::to_string(rows) + " rows to " + o.out);
+    if (from == "idx") {
+      IdxImportOptions o;
+      o.images = in[0];
+      o.labels = in[1];
+      o.out = out;
+      o.raw = args.has("--raw");
+      rows = import_idx(o);
+    } else if (from == "csv") {
+      CsvImportOptions o;
+      o.input = in[0];
+      o.out = out;
+      o.header = args.has("--header");
+      o.label = args.get("--label", "");
+      o.delimiter = args.get("--delimiter", ",")[0];
+      rows = import_csv(o);
+    } else if (from == "libsvm") {
+      LibsvmImportOptions o;
+      o.input = in[0];
+      o.out = out;
+      o.features = args.get_int("--features", 0);
+      rows = import_libsvm(o);
+    } else {
+      NpyImportOptions o;
+      o.x = in[0];
+      o.y = in[1];
+      o.out = out;
+      rows = import_npy(o);
+    }
+    say(comm, "tessera: imported " + std::to_string(rows) + " rows to " + out);
   }
   comm.barrier();
   return 0;

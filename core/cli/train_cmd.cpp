@@ -76,6 +76,16 @@ void keep_previous_run(const std::string& dir) {
                keep.string().c_str());
 }
 
+// This process's peak resident set (VmHWM of /proc/self/status), 0 where there is none.
+int64_t peak_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) << 10;  // "VmHWM:  1234 kB"
+  }
+  return 0;
+}
+
 }  // namespace
 
 int set_threads(int64_t requested, const Communicator& comm) {
@@ -128,10 +138,15 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   }
   const int threads = set_threads(cfg.train.threads, comm);
 
-  auto train_data = std::make_shared<Hdf5Dataset>(cfg.data.train, cfg.data.features, cfg.data.labels);
+  // data.memory_budget_mb bounds all resident data of this rank: a quarter for HDF5's chunk
+  // caches (only compressed or odd layouts use them), the rest for batches and read-ahead.
+  const int64_t budget = cfg.data.memory_budget_mb << 20;
+  const size_t cache = static_cast<size_t>(budget / 4);
+  auto train_data = std::make_shared<Hdf5Dataset>(cfg.data.train, cfg.data.features, cfg.data.labels,
+                                                  cfg.data.validation.empty() ? cache : cache / 2);
   std::shared_ptr<Hdf5Dataset> val_data;
   if (!cfg.data.validation.empty()) {
-    val_data = std::make_shared<Hdf5Dataset>(cfg.data.validation, cfg.data.features, cfg.data.labels);
+    val_data = std::make_shared<Hdf5Dataset>(cfg.data.validation, cfg.data.features, cfg.data.labels, cache / 2);
     if (val_data->features() != train_data->features() ||
         val_data->label_columns() != train_data->label_columns()) {
       throw DataError(cfg.data.validation[0] + ": validation data has " + std::to_string(val_data->features()) +
@@ -203,17 +218,22 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   so.world = comm.size();
   so.seed = cfg.train.seed;
   so.shuffle = cfg.data.shuffle;
-  Hdf5Source train(train_data, so);
+  so.steps = total_steps(cfg.train, train_data->rows());
   std::unique_ptr<Hdf5Source> validation;
   SourceOptions vo = so;
+  vo.steps = 0;
   vo.range_rows = eval_batch_rows(cfg.train.batch_size, comm.size());
   if (val_data) validation = std::make_unique<Hdf5Source>(val_data, vo);
   std::vector<std::unique_ptr<Hdf5Source>> extra;
-  int64_t arena_rows = std::max(train.max_batch_rows(), validation ? validation->max_batch_rows() : int64_t{1});
+  int64_t eval_resident = validation ? validation->resident_bytes() : 0;
   for (const auto& [name, d] : extra_data) {
     extra.push_back(std::make_unique<Hdf5Source>(d, vo));
-    arena_rows = std::max(arena_rows, extra.back()->max_batch_rows());
+    eval_resident += extra.back()->resident_bytes();
   }
+  so.memory_budget_bytes = budget - eval_resident;
+  Hdf5Source train(train_data, so);
+  int64_t arena_rows = std::max(train.max_batch_rows(), validation ? validation->max_batch_rows() : int64_t{1});
+  for (const auto& e : extra) arena_rows = std::max(arena_rows, e->max_batch_rows());
   Model model(spec, arena_rows, cfg.train.precision);
 
   FlatBuffer params(spec.param_count());
@@ -237,6 +257,8 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   const bool needs_m = cfg.optimizer.kind != OptimizerKind::kSgd || cfg.optimizer.momentum != 0.0;
   const int64_t moments = spec.param_count();
   share_start(start, params, needs_m ? moments : 0, cfg.optimizer.kind != OptimizerKind::kSgd ? moments : 0, comm);
+  // The first batches load while the run directory and provenance are written.
+  train.start_read_ahead(start.state.step / per_epoch, start.state.step % per_epoch);
 
   const std::string& dir = cfg.checkpoint.dir;
   std::ofstream metrics;
@@ -330,11 +352,14 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   });
   const TrainSummary summary = trainer.run(params, start.state);
 
+  int64_t peak_rss[1] = {peak_rss_bytes()};
+  comm.allreduce_max(std::span<int64_t>(peak_rss, 1));
   if (comm.rank() == 0) {
     write_model_file(dir + "/model.h5", spec, params.data());
     JsonObject done;
     done.add("event", "done").add("steps", summary.steps).add("loss", summary.last_loss);
     done.add("samples_per_s", summary.samples_per_s).add("time_s", summary.seconds);
+    done.add("peak_rss_mb", static_cast<double>(peak_rss[0]) / (1 << 20));
     sink(done.str());
   }
   char line[256];

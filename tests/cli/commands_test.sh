@@ -101,8 +101,13 @@ import h5py, numpy as np
 with h5py.File("slow.h5", "w") as f:
     f.create_dataset("X", data=np.zeros((4096, 64), np.float32), chunks=(16, 8))
     f["y"] = np.zeros(4096, np.int64)
+with h5py.File("packed.h5", "w") as f:  # 8 MiB compressed chunks: a window needs 136 MiB of cache
+    f.create_dataset("X", shape=(8192, 512), dtype=np.float32, chunks=(4096, 512), compression="gzip")
+    f["y"] = np.zeros(8192, np.int64)
 PY
-"$TESSERA" data inspect cls.h5 slow.h5 run/model.h5 >inspect.txt
+"$TESSERA" data inspect cls.h5 slow.h5 packed.h5 run/model.h5 >inspect.txt
+grep -q "warning: X is compressed in chunks of 8192 KiB: a shuffle window needs 136 MiB" inspect.txt ||
+  fail "inspect: no compressed-chunk warning"
 grep -q "X: 3000 x 10  float32  chunked" inspect.txt || fail "inspect: no chunk layout"
 grep -q "warning: X chunks split rows" inspect.txt || fail "inspect: no split-rows warning"
 grep -q "warning: X chunks are tiny" inspect.txt || fail "inspect: no tiny-chunk warning"
@@ -131,5 +136,5 @@ PY
 expect_exit 3 "short.gz byte 66: file ends early while reading image pixels" 1 data import --from idx short.gz lab.gz --out out.h5
 expect_exit 3 "bad.idx byte 0: not an unsigned-byte IDX file" 1 data import --from idx bad.idx lab.gz --out out.h5
 [[ ! -e out.h5 ]] || fail "a failed import left out.h5 behind"
-expect_exit 2 "imports idx only" 1 data import --from csv a.csv --out out.h5
+expect_exit 2 "expected idx, csv, libsvm or npy" 1 data import --from xls a.xls --out out.h5
 echo "all command tests passed"
