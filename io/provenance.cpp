@@ -52,6 +52,11 @@ std::string provenance_json(const std::string& resolved_toml, const Hdf5Dataset&
   o.add("config_hash", config_hash(resolved_toml)).add("model", facts.model);
   o.add_raw("train_data", datasets_json(train));
   if (validation != nullptr) o.add_raw("validation_data", datasets_json(*validation));
+  if (!facts.extra_validation.empty()) {
+    JsonObject extra;
+    for (const auto& [name, d] : facts.extra_validation) extra.add_raw(name, datasets_json(*d));
+    o.add_raw("extra_validation_data", extra.str());
+  }
   o.add("world_size", facts.world_size).add("threads_per_rank", facts.threads_per_rank);
   o.add("hosts", facts.hosts).add("start_time", when).add("command", facts.command_line);
   o.add("train_data_fingerprint", facts.train_fingerprint.empty() ? data_fingerprint(train) : facts.train_fingerprint);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/config.h"
@@ -17,6 +18,7 @@ struct RunFacts {
   std::string command_line;
   std::string warm_start;   // --warm-start source, "" when none
   std::string train_fingerprint;  // data_fingerprint(train) when already computed
+  std::vector<std::pair<std::string, const Hdf5Dataset*>> extra_validation;  // data.extra_validation
 };
 
 // JSON with dataset fingerprints (io/files.h), config hash, version, build, N, hosts, time.

@@ -282,6 +282,7 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
     RunFacts facts;
     facts.train_fingerprint = fingerprint;
     facts.warm_start = start.warm_start;
+    for (const auto& [name, d] : extra_data) facts.extra_validation.emplace_back(name, d.get());
     facts.world_size = comm.size();
     facts.threads_per_rank = threads;
     facts.model = spec.describe();

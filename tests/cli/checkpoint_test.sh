@@ -147,6 +147,7 @@ assert st["optimizer_updates"] == 150 + st["step"], st    # the update count con
 assert st["warm_start"].endswith("ref2/checkpoints/step-000150"), st
 prov = json.load(open("warm/provenance.json"))
 assert prov["warm_start"] == st["warm_start"], prov
+assert prov["extra_validation_data"]["old"][0]["path"].endswith("/val.h5"), prov
 print(f"ok: warm start; old-data accuracy {ref_final['accuracy']:.3f} before, {old[-1]['accuracy']:.3f} after "
       f"{old[-1]['step']} steps on new data (new-data accuracy {new[0]['accuracy']:.3f} -> {new[-1]['accuracy']:.3f})")
 PY
