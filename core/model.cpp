@@ -89,7 +89,8 @@ T* BasicModel<T>::forward(const T* params, const T* x, int64_t n) {
 }
 
 template <class T>
-void BasicModel<T>::backward(const T* params, const T* x, T* dout, T* grads, int64_t n) {
+void BasicModel<T>::backward(const T* params, const T* x, T* dout, T* grads, int64_t n,
+                            const std::function<void(int)>& layer_done) {
   TESSERA_CHECK(n > 0 && n <= max_rows_, "batch of ", n, " rows exceeds arena of ", max_rows_);
   T* dz = dout;  // gradient w.r.t. this layer's pre-activation
   for (int l = spec_.layers() - 1; l >= 0; --l) {
@@ -102,11 +103,13 @@ void BasicModel<T>::backward(const T* params, const T* x, T* dout, T* grads, int
       // da_prev comes out as the gradient w.r.t. z_{l-1}.
       kernels::dense_backward_relu(dz, in, w, grads + spec_.weight_offset(l),
                                    grads + spec_.bias_offset(l), da_prev, n, fin, fout);
+      if (layer_done) layer_done(l);
       dz = da_prev;
       continue;
     }
     kernels::dense_backward(dz, in, w, grads + spec_.weight_offset(l), grads + spec_.bias_offset(l),
                             da_prev, n, fin, fout);
+    if (layer_done) layer_done(l);
     if (l > 0) {
       kernels::activation_backward(spec_.activation, z_[l - 1].data(), a_[l - 1].data(), da_prev,
                                    da_prev, n * fin);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -42,8 +43,11 @@ class BasicModel {
   // the caller may overwrite it (e.g. with the loss gradient) before backward.
   T* forward(const T* params, const T* x, int64_t n);
   // After forward on the same x: dout (n, outputs) -> grads (param_count), overwritten.
-  // dout is clobbered (used as scratch).
-  void backward(const T* params, const T* x, T* dout, T* grads, int64_t n);
+  // dout is clobbered (used as scratch). Layers run last first; layer_done(l), when given, is
+  // called as soon as layer l's weight and bias gradients are final (gradient bucketing starts
+  // their reduction while earlier layers still run).
+  void backward(const T* params, const T* x, T* dout, T* grads, int64_t n,
+                const std::function<void(int)>& layer_done = {});
 
  private:
   // relu hidden layers run as one GEMM with relu in its epilogue and keep only a.

@@ -11,6 +11,8 @@
 #include "core/config.h"
 #include "core/evaluate.h"
 #include "core/flat_buffer.h"
+#include "core/json.h"
+#include "core/grad_reducer.h"
 #include "core/model.h"
 #include "core/optimizer.h"
 #include "core/progress.h"
@@ -24,6 +26,17 @@ struct TrainSummary {
   double samples_per_s = 0.0;
   EvalResult last_eval;
   bool evaluated = false;
+  int64_t skipped_steps = 0;     // steps with a non-finite loss or gradient (train.non_finite = skip)
+};
+
+// Test-only fault injection (tests/cli/guard_test.sh), set by the CLI from the environment
+// variable TESSERA_TEST_FAULT=KIND:RANK:STEP; never used by normal runs. KIND "nan" poisons one
+// gradient of rank RANK at step STEP; "extra_collective" makes that rank issue one allreduce the
+// others do not.
+struct TestFault {
+  std::string kind;
+  int rank = -1;
+  int64_t step = -1;
 };
 
 // DataError unless `rows` training rows fill at least one global batch (the message names the
@@ -50,11 +63,18 @@ class Trainer {
   struct StepStats {
     double loss_sum = 0.0;
     double correct = 0.0;
+    bool skipped = false;  // non-finite somewhere and train.non_finite = skip: weights unchanged
   };
   StepStats step(FlatBuffer& params, int64_t epoch, int64_t step_in_epoch, int64_t step);
   double lr(int64_t step) const { return optimizer_.lr(step); }
+  void set_test_fault(TestFault fault) { fault_ = std::move(fault); }
 
  private:
+  // Seconds this rank spent since the last log line: computing, waiting for its rows, and
+  // waiting for collectives to finish (communication not hidden behind backward).
+  struct Times {
+    double compute = 0, data_wait = 0, comm_wait = 0;
+  };
   void run_eval(const FlatBuffer& params, int64_t step, int64_t epoch, TrainSummary& summary);
 
   const TrainConfig& cfg_;
@@ -64,8 +84,20 @@ class Trainer {
   BatchSource* validation_;
   std::function<void(const std::string&)> metrics_;
   Progress& progress_;
+  // Adds per-rank timing and the slowest ranks to a training line; its one allgather also
+  // compares the ranks' collective sequences (CommError if they differ). Collective.
+  void add_rank_times(JsonObject& line, int64_t step);
+  StepStats non_finite(int64_t step, bool mine);
+  void check_sequence(uint64_t sequence, int64_t step);
+
   FlatBuffer grads_;
   Optimizer optimizer_;
+  GradReducer reducer_;
+  std::function<void(int)> layer_done_;
+  TestFault fault_;
+  int64_t step_ = -1;
+  Times times_;
+  int64_t skipped_ = 0;
 };
 
 }  // namespace tessera

@@ -4,6 +4,8 @@
 #include <tbb/global_control.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -67,6 +69,22 @@ void keep_previous_run(const std::string& dir) {
                keep.string().c_str());
 }
 
+// TESSERA_TEST_FAULT=KIND:RANK:STEP (tests only, see TestFault); unset in normal runs.
+TestFault test_fault_from_env() {
+  TestFault f;
+  const char* env = std::getenv("TESSERA_TEST_FAULT");
+  if (env == nullptr || *env == 0) return f;
+  char kind[32] = {};
+  long long step = -1;
+  if (std::sscanf(env, "%31[a-z_]:%d:%lld", kind, &f.rank, &step) != 3 ||
+      (std::string(kind) != "nan" && std::string(kind) != "extra_collective")) {
+    throw ConfigError(std::string("TESSERA_TEST_FAULT='") + env + "': expected nan|extra_collective:RANK:STEP (a test-only hook)");
+  }
+  f.kind = kind;
+  f.step = step;
+  return f;
+}
+
 }  // namespace
 
 int set_threads(int64_t requested, const Communicator& comm) {
@@ -107,6 +125,7 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   const ParsedConfig parsed = parse_config_file(args.positional()[0], args.all("--set"));
   const TrainConfig& cfg = parsed.config;
   check_agreement(comm, hash_string(parsed.resolved_toml), "the resolved config");
+  comm.set_timeout(cfg.distributed.timeout_s);
   if (cfg.train.batch_size < comm.size()) {
     throw ConfigError("config key 'train.batch_size': " + std::to_string(cfg.train.batch_size) +
                       " is smaller than the " + std::to_string(comm.size()) +
@@ -222,6 +241,7 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   };
   Trainer trainer(cfg, model, comm, train, validation.get(),
                   comm.rank() == 0 ? std::function<void(const std::string&)>(sink) : nullptr, progress);
+  trainer.set_test_fault(test_fault_from_env());
   const TrainSummary summary = trainer.run(params);
 
   if (comm.rank() == 0) {
