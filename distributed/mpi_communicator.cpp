@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <sstream>
 #include <thread>
+#include <type_traits>
 
 #include "core/error.h"
 #include "core/rng.h"
@@ -108,15 +109,83 @@ void on_crash(int sig) {
 
 }  // namespace
 
+// A float sum of one piece by ring (reduce-scatter, then allgather) over point-to-point
+// messages: OpenMPI's non-blocking MPI_Iallreduce (libnbc) is ~10x slower than the blocking one
+// on 4 MiB here (bench/collective_bench), while Isend/Irecv run at the blocking speed and can be
+// progressed between layers. Chunk c's partial sum travels c, c+1, ..., c-1 and is added in that
+// order on every run; the allgather copies the finished chunks, so all ranks hold the same bits.
+struct Ring {
+  float* data = nullptr;
+  int64_t n = 0;
+  int step = 0;         // 0 .. 2(N-1); N-1 reduce-scatter steps, then N-1 allgather steps
+  bool posted = false;  // this step's send and receive are in flight
+  int tag = 0;
+  Op op;
+  MPI_Request req[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+};
+
 struct MpiCommunicator::Guard {
-  MPI_Comm oob = MPI_COMM_NULL;  // world duplicate for the timeout queries only
+  // Below this a float sum is one MPI_Iallreduce (its latency beats 2(N-1) ring steps).
+  static constexpr size_t kRingMinBytes = size_t{64} << 10;
+
+  MPI_Comm oob = MPI_COMM_NULL;   // world duplicate for the timeout queries only
+  MPI_Comm ring = MPI_COMM_NULL;  // world duplicate for the ring's point-to-point messages
   double timeout_s = 300;
   int64_t seq = 0;
   uint64_t hash = 0x5eed;
   std::vector<MPI_Request> requests;
   std::vector<Op> ops;  // parallel to requests
+  std::vector<Ring> rings;  // run one at a time, from ring_head, in the order started
+  size_t ring_head = 0;
+  int ring_tag = 0;
+  std::vector<float> scratch;  // one reduce-scatter chunk: ≤ kMaxMessageBytes / N
   int rank = 0, size = 1;
   const Communicator* owner = nullptr;
+
+  int64_t chunk_begin(const Ring& g, int c) const { return g.n * c / size; }
+
+  void post_step(Ring& g) {
+    const int right = (rank + 1) % size, left = (rank + size - 1) % size;
+    const bool reducing = g.step < size - 1;
+    const int s = reducing ? g.step : g.step - (size - 1);
+    const int send_c = ((reducing ? rank - s : rank + 1 - s) % size + size) % size;
+    const int recv_c = ((reducing ? rank - s - 1 : rank - s) % size + size) % size;
+    const int64_t sb = chunk_begin(g, send_c), se = chunk_begin(g, send_c + 1);
+    const int64_t rb = chunk_begin(g, recv_c), re = chunk_begin(g, recv_c + 1);
+    float* into = reducing ? scratch.data() : g.data + rb;
+    check(MPI_Irecv(into, static_cast<int>(re - rb), MPI_FLOAT, left, g.tag, ring, &g.req[0]), g.op);
+    check(MPI_Isend(g.data + sb, static_cast<int>(se - sb), MPI_FLOAT, right, g.tag, ring, &g.req[1]), g.op);
+    g.posted = true;
+  }
+
+  void finish_step(Ring& g) {
+    if (g.step < size - 1) {
+      const int c = ((rank - g.step - 1) % size + size) % size;
+      const int64_t b = chunk_begin(g, c), e = chunk_begin(g, c + 1);
+      for (int64_t i = b; i < e; ++i) g.data[i] = scratch[static_cast<size_t>(i - b)] + g.data[i];
+    }
+    ++g.step;
+    g.posted = false;
+  }
+
+  // Advances the rings as far as their messages allow; true when none is left.
+  bool progress_rings() {
+    while (ring_head < rings.size()) {
+      Ring& g = rings[ring_head];
+      if (g.step == 2 * (size - 1)) {
+        ++ring_head;
+        continue;
+      }
+      if (!g.posted) post_step(g);
+      int done = 0;
+      check(MPI_Testall(2, g.req, &done, MPI_STATUSES_IGNORE), g.op);
+      if (!done) return false;
+      finish_step(g);
+    }
+    rings.clear();
+    ring_head = 0;
+    return true;
+  }
 
   // Records an operation about to be posted; returns its slot.
   MPI_Request* post(int64_t kind, int64_t count) {
@@ -132,6 +201,19 @@ struct MpiCommunicator::Guard {
     const size_t piece = MpiCommunicator::kMaxMessageBytes / sizeof(T);
     for (size_t off = 0; off < n; off += piece) {
       const int count = static_cast<int>(std::min(piece, n - off));
+      if constexpr (std::is_same_v<T, float>) {
+        if (size > 1 && count * sizeof(float) >= kRingMinBytes) {
+          hash = mix64(hash ^ mix64(static_cast<uint64_t>(kind) << 56 ^ static_cast<uint64_t>(count)));
+          Ring g;
+          g.data = data + off;
+          g.n = count;
+          g.tag = ring_tag;
+          ring_tag = (ring_tag + 1) % 32000;
+          g.op = {seq++, kind, count, owner->step()};
+          rings.push_back(g);
+          continue;
+        }
+      }
       MPI_Request* r = post(kind, count);
       check(MPI_Iallreduce(MPI_IN_PLACE, data + off, count, type, op, MPI_COMM_WORLD, r), ops.back());
     }
@@ -141,14 +223,21 @@ struct MpiCommunicator::Guard {
     if (rc != MPI_SUCCESS) throw CommError(std::string(op_name(op.kind)) + " failed in " + describe(op) + ": " + mpi_error(rc));
   }
 
-  // The first operation not yet complete (ops.back() if the test cannot tell).
+  bool idle() const { return requests.empty() && rings.empty(); }
+
+  // The oldest operation not yet complete.
   Op first_pending() {
+    Op oldest{seq, -1, 0, owner->step()};
+    if (ring_head < rings.size()) oldest = rings[ring_head].op;
     for (size_t i = 0; i < requests.size(); ++i) {
       int done = 0;
       MPI_Test(&requests[i], &done, MPI_STATUS_IGNORE);
-      if (!done) return ops[i];
+      if (!done) {
+        if (oldest.kind < 0 || ops[i].seq < oldest.seq) oldest = ops[i];
+        break;
+      }
     }
-    return ops.empty() ? Op{seq, -1, 0, owner->step()} : ops.back();
+    return oldest;
   }
 
   // Replies to every query waiting on oob with where this rank is.
@@ -167,8 +256,8 @@ struct MpiCommunicator::Guard {
   }
 
   void wait() {
-    if (requests.empty()) return;
-    const Op& first = ops.front();
+    if (idle()) return;
+    const Op first = first_pending();
     g_kind = first.kind;
     g_count = first.count;
     g_seq = first.seq;
@@ -186,17 +275,20 @@ struct MpiCommunicator::Guard {
     const auto limit = std::chrono::duration<double>(timeout_s);
     for (;;) {
       int done = 0;
-      const int rc = MPI_Testall(static_cast<int>(requests.size()), requests.data(), &done, MPI_STATUSES_IGNORE);
-      check(rc, ops.front());
-      if (done) break;
+      const bool rings_done = progress_rings();
+      if (!requests.empty()) {
+        check(MPI_Testall(static_cast<int>(requests.size()), requests.data(), &done, MPI_STATUSES_IGNORE), ops.front());
+      }
+      if (rings_done && (done || requests.empty())) break;
       const Clock::time_point now = Clock::now();
       if (now >= next_probe) {
         answer_queries();
         next_probe = now + std::chrono::milliseconds(1);
       }
       if (now - start > limit) timed_out(std::chrono::duration<double>(now - start).count());
-      // The cores may be shared with ranks we wait for (oversubscribed runs).
-      sched_yield();
+      // Spin first (a yield on a busy machine costs a time slice); after a millisecond the
+      // core may be shared with a rank we wait for (oversubscribed runs), so give it up.
+      if (now - start > std::chrono::milliseconds(1)) sched_yield();
     }
     requests.clear();
     ops.clear();
@@ -270,6 +362,10 @@ MpiCommunicator::MpiCommunicator(int* argc, char*** argv) : guard_(std::make_uni
   MPI_Comm_free(&node);
   MPI_Comm_dup(MPI_COMM_WORLD, &guard_->oob);
   MPI_Comm_set_errhandler(guard_->oob, MPI_ERRORS_RETURN);
+  MPI_Comm_dup(MPI_COMM_WORLD, &guard_->ring);
+  MPI_Comm_set_errhandler(guard_->ring, MPI_ERRORS_RETURN);
+  guard_->scratch.resize(kMaxMessageBytes / sizeof(float) / static_cast<size_t>(size_) + 1);
+  guard_->rings.reserve(64);
   guard_->rank = rank_;
   guard_->size = size_;
   guard_->owner = this;
@@ -286,6 +382,7 @@ MpiCommunicator::~MpiCommunicator() {
     MPI_Finalized(&finalized);
     if (!finalized) {
       if (guard_->oob != MPI_COMM_NULL) MPI_Comm_free(&guard_->oob);
+      if (guard_->ring != MPI_COMM_NULL) MPI_Comm_free(&guard_->ring);
       MPI_Finalize();
     }
   }
@@ -303,12 +400,15 @@ void MpiCommunicator::start_allreduce_sum(std::span<float> data) {
 }
 
 void MpiCommunicator::progress() {
-  if (guard_->requests.empty()) return;
+  if (guard_->idle()) return;
   int done = 0;
   g_in_mpi = 1;  // the handler then names the last collective waited for
-  guard_->check(MPI_Testall(static_cast<int>(guard_->requests.size()), guard_->requests.data(), &done,
-                            MPI_STATUSES_IGNORE),
-                guard_->ops.front());
+  guard_->progress_rings();
+  if (!guard_->requests.empty()) {
+    guard_->check(MPI_Testall(static_cast<int>(guard_->requests.size()), guard_->requests.data(), &done,
+                              MPI_STATUSES_IGNORE),
+                  guard_->ops.front());
+  }
   g_in_mpi = 0;
 }
 
