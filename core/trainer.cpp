@@ -139,14 +139,19 @@ void Trainer::add_rank_times(JsonObject& line, int64_t step) {
   std::vector<uint64_t> hashes(static_cast<size_t>(n));
   std::vector<std::pair<double, int>> busy(static_cast<size_t>(n));
   double sum[3] = {0, 0, 0};
+  double comm_min = all[2];
   for (int r = 0; r < n; ++r) {
     const double* t = &all[static_cast<size_t>(r) * 4];
     std::memcpy(&hashes[static_cast<size_t>(r)], &t[3], sizeof(uint64_t));
     for (int k = 0; k < 3; ++k) sum[k] += t[k];
+    comm_min = std::min(comm_min, t[2]);
     busy[static_cast<size_t>(r)] = {t[0] + t[1], r};
   }
   throw_if_sequences_differ(hashes, step);
+  // The rank that waited least arrived last: what it waited is communication no rank could hide
+  // (the others' extra wait is for that rank).
   line.add("compute_s", sum[0] / n).add("data_wait_s", sum[1] / n).add("comm_wait_s", sum[2] / n);
+  line.add("comm_wait_min_s", comm_min);
   // Busy time (compute + data wait) decides who the others wait for; the slowest three are
   // named with how far they are behind the median rank.
   std::sort(busy.begin(), busy.end(), [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });

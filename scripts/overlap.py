@@ -6,8 +6,9 @@ usage: overlap.py [--tessera build/tessera] [--ranks 2] [--steps 200] [--repeats
 
 Runs alternate (on, off, on, off, ...) so that machine noise hits both alike. Figures are medians
 over the log intervals after the first 20 steps of every run: step time = batch / samples_per_s,
-exposed communication = comm_wait_s (the mean over ranks of the time spent waiting for the
-gradient and stats reductions after backward) per step.
+exposed communication = comm_wait_min_s per step: the wait, after backward, of the rank that
+waited least (it arrived last, so its wait is communication alone, not waiting for a slower
+rank); comm_wait_s (the mean over ranks) is shown beside it and includes load imbalance.
 """
 import argparse
 import json
@@ -27,8 +28,9 @@ def run(tessera, ranks, steps, overlap, bucket_mb, config, work, tag):
     lines = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
     train = [o for o in lines if o["event"] == "train" and o["step"] > 20]
     step_ms = [1e3 * 256 / o["samples_per_s"] for o in train]
-    comm_ms = [1e3 * o["comm_wait_s"] / 10 for o in train]
-    return step_ms, comm_ms
+    comm_ms = [1e3 * o["comm_wait_min_s"] / 10 for o in train]
+    mean_ms = [1e3 * o["comm_wait_s"] / 10 for o in train]
+    return step_ms, comm_ms, mean_ms
 
 
 def main():
@@ -50,19 +52,19 @@ def main():
             f.write('[data]\ntrain = "mlp.h5"\n[model]\nkind = "mlp"\nhidden = [1024, 1024]\n'
                     '[optimizer]\nkind = "sgd"\nlr = 0.01\nmomentum = 0.9\n'
                     '[train]\nbatch_size = 256\nepochs = 1000\nlog_every = 10\n')
-        res = {True: ([], []), False: ([], [])}
+        res = {True: ([], [], []), False: ([], [], [])}
         for i in range(a.repeats):
             for overlap in (True, False):
-                s, c = run(a.tessera, a.ranks, a.steps, overlap, a.bucket_mb, config, work, f"{overlap}-{i}")
-                res[overlap][0].extend(s)
-                res[overlap][1].extend(c)
+                for k, v in enumerate(run(a.tessera, a.ranks, a.steps, overlap, a.bucket_mb, config, work, f"{overlap}-{i}")):
+                    res[overlap][k].extend(v)
         print(f"reference MLP 784-1024-1024-10, global batch 256, {a.ranks} ranks x 1 thread, bucket_mb {a.bucket_mb}; "
               f"medians over {a.repeats} runs of {a.steps} steps (10-step intervals after step 20)")
-        print(f"{'overlap':>8} {'step ms':>8} {'exposed comm ms':>16} {'exposed / step':>15}")
+        print(f"{'overlap':>8} {'step ms':>8} {'exposed comm ms':>16} {'exposed / step':>15} {'mean wait ms':>13}")
         for overlap in (True, False):
             step = statistics.median(res[overlap][0])
             comm = statistics.median(res[overlap][1])
-            print(f"{'on' if overlap else 'off':>8} {step:>8.2f} {comm:>16.3f} {100 * comm / step:>14.1f}%")
+            mean = statistics.median(res[overlap][2])
+            print(f"{'on' if overlap else 'off':>8} {step:>8.2f} {comm:>16.3f} {100 * comm / step:>14.1f}% {mean:>13.3f}")
         ratio = statistics.median(res[False][0]) / statistics.median(res[True][0])
         print(f"step time off / on: {ratio:.3f}")
 
