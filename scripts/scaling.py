@@ -16,8 +16,8 @@ The cost model (assumptions, also in README "Scaling"):
     2 (N-1) alpha + 2 (N-1)/N b beta; smaller messages and the per-step stats reduction take
     ceil(log2 N) (alpha_small + b beta) (recursive doubling).
   * alpha, beta from build/bench/collective_bench at N = 2 on this machine (shared memory):
-    BM_TesseraAllreduce at 256 KiB and 4 MiB give 2 alpha + b beta at two sizes; alpha_small is
-    its 8-byte time. Across nodes, alpha and beta come from the network instead: pass
+    BM_TesseraAllreduce at 256 KiB and 4 MiB give 2 alpha + b beta at two sizes (alpha at least
+    half the 8-byte time); alpha_small is its 8-byte time. Across nodes, alpha and beta come from the network instead: pass
     --alpha/--beta to predict another machine.
   * Strong scaling stops at N = 256 (one row per rank).
 """
@@ -73,7 +73,9 @@ def calibrate(build):
     runs = {int(b["name"].split("/")[1]): b["real_time"] * 1e-6 for b in json.loads(out)["benchmarks"]}
     n1, n2 = 262144, 4194304
     beta = (runs[n2] - runs[n1]) / (n2 - n1)
-    alpha = max((runs[n1] - n1 * beta) / 2, 1e-7)
+    # A fit on a noisy machine can put the intercept near or below zero: a ring step costs at
+    # least one point-to-point latency, about half the 8-byte allreduce.
+    alpha = max((runs[n1] - n1 * beta) / 2, runs[8] / 2)
     return alpha, beta, runs[8]
 
 
@@ -88,7 +90,7 @@ def measure(tessera, n, batch, steps, config, work, cores):
     lines = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
     train = [o for o in lines if o["event"] == "train" and o["step"] > 20]
     step = statistics.median(batch / o["samples_per_s"] for o in train)
-    comm = statistics.median(o["comm_wait_s"] / 10 for o in train)
+    comm = statistics.median(o["comm_wait_min_s"] / 10 for o in train)
     return step, comm
 
 
