@@ -146,7 +146,7 @@ def main():
     ap.add_argument("--tessera", default=os.path.join(here, "..", "build", "tessera"))
     ap.add_argument("--steps", type=int, default=120)
     ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--cores", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--cores", type=int, nargs="*", default=[1, 2], help="core counts to compare (none: only --ddp)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--ddp", action="store_true", help="add tessera 2 ranks x 1 thread against PyTorch DDP gloo 2 x 1")
     a = ap.parse_args()
