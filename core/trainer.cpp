@@ -85,6 +85,16 @@ Trainer::StepStats Trainer::step(FlatBuffer& params, int64_t epoch, int64_t step
     double extra[3] = {0, 0, 0};
     comm_.allreduce_sum(std::span<double>(extra, 3));
   }
+  if (fault_.kind == "other_op" && fault_.step == step) {
+    // Every rank reduces 40 scratch bytes, rank fault_.rank with another operation: a
+    // same-size mismatch that MPI completes without noticing.
+    int64_t scratch[5] = {0, 0, 0, 0, 0};
+    if (fault_.rank == comm_.rank()) {
+      comm_.allreduce_max(std::span<int64_t>(scratch, 5));
+    } else {
+      comm_.allreduce_sum(std::span<double>(reinterpret_cast<double*>(scratch), 5));
+    }
+  }
   reducer_.begin(grads_.data());
   model_.backward(params.data(), b.x, out, grads_.data(), b.rows, layer_done_);
   const Clock::time_point t2 = Clock::now();

@@ -62,6 +62,10 @@ signal_rank KILL 1 137 "\[rank 0\] collective timed out.* rank\(s\) 1 did not ar
 # non-blocking engine fails the truncated receive and crashes; tessera reports it, exit 5.
 export TESSERA_TEST_FAULT=extra_collective:1:7
 expect_exit 5 "\[rank 1\] .*inside allreduce_sum\(double\) of 3 elements .*step 7.*different sizes" 2 train c.toml "${LONG[@]}"
+# A same-size mismatch (rank 1 takes a max where rank 0 sums as many bytes): MPI completes it;
+# the collective-sequence fingerprint on that step's stats reduction stops every rank.
+export TESSERA_TEST_FAULT=other_op:1:9
+expect_exit 5 "ranks issued different collectives: .* rank\(s\) 1 differs from rank 0's by step 9" 2 train c.toml "${LONG[@]}"
 # The hook is refused when malformed, so a typo cannot silently test nothing.
 export TESSERA_TEST_FAULT=nan:one:7
 expect_exit 2 "TESSERA_TEST_FAULT='nan:one:7'" 1 train c.toml --quiet
