@@ -61,12 +61,14 @@ struct TrainSection {
   int64_t eval_every = 0;
   int64_t threads = 0;
   Precision precision = Precision::kFp32;
+  std::string non_finite = "stop";  // a NaN/inf loss or gradient: stop the run, or skip the step
 };
 
 struct DistributedConfig {
   std::string strategy = "ddp";
   double bucket_mb = 4;
   double timeout_s = 300;
+  bool overlap = true;  // start bucket reductions during backward
 };
 
 struct CheckpointConfig {

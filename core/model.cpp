@@ -107,10 +107,11 @@ T* BasicModel<T>::forward(const T* params, const T* x, int64_t n, Precision p) {
 }
 
 template <class T>
-void BasicModel<T>::backward(const T* params, const T* x, T* dout, T* grads, int64_t n) {
+void BasicModel<T>::backward(const T* params, const T* x, T* dout, T* grads, int64_t n,
+                            const std::function<void(int)>& layer_done) {
   TESSERA_CHECK(n > 0 && n <= max_rows_, "batch of ", n, " rows exceeds arena of ", max_rows_);
   if (last_forward_bf16_) {
-    backward_bf16(dout, grads, n);
+    backward_bf16(dout, grads, n, layer_done);
     return;
   }
   T* dz = dout;  // gradient w.r.t. this layer's pre-activation
@@ -124,11 +125,13 @@ void BasicModel<T>::backward(const T* params, const T* x, T* dout, T* grads, int
       // da_prev comes out as the gradient w.r.t. z_{l-1}.
       kernels::dense_backward_relu(dz, in, w, grads + spec_.weight_offset(l),
                                    grads + spec_.bias_offset(l), da_prev, n, fin, fout);
+      if (layer_done) layer_done(l);
       dz = da_prev;
       continue;
     }
     kernels::dense_backward(dz, in, w, grads + spec_.weight_offset(l), grads + spec_.bias_offset(l),
                             da_prev, n, fin, fout);
+    if (layer_done) layer_done(l);
     if (l > 0) {
       kernels::activation_backward(spec_.activation, z_[l - 1].data(), a_[l - 1].data(), da_prev,
                                    da_prev, n * fin);
@@ -163,7 +166,7 @@ void BasicModel<T>::forward_bf16(const T* params, const T* x, int64_t n) {
 }
 
 template <class T>
-void BasicModel<T>::backward_bf16(T* dout, T* grads, int64_t n) {
+void BasicModel<T>::backward_bf16(T* dout, T* grads, int64_t n, const std::function<void(int)>& layer_done) {
   if constexpr (std::is_same_v<T, float>) {
     T* dz = dout;  // float gradient w.r.t. this layer's pre-activation
     int cur = 0;   // scratch16_[cur] / scratch16_t_[cur] hold bf16(dz), plain and transposed
@@ -188,6 +191,7 @@ void BasicModel<T>::backward_bf16(T* dout, T* grads, int64_t n) {
         }
       }
       kernels::dense_backward_bf16(a, n, fin, fout);
+      if (layer_done) layer_done(l);
       if (l == 0) break;
       if (!fused_relu()) {
         kernels::activation_backward(spec_.activation, z_[l - 1].data(), a_[l - 1].data(), a.dx,

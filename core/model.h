@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -48,13 +49,16 @@ class BasicModel {
   T* forward(const T* params, const T* x, int64_t n, Precision p = Precision::kFp32);
   // After forward on the same params and x: dout (n, outputs) -> grads (param_count),
   // overwritten, in the precision of that forward. dout is clobbered (used as scratch).
-  void backward(const T* params, const T* x, T* dout, T* grads, int64_t n);
+  // Layers run last first; layer_done(l), when given, is called as soon as layer l's weight and
+  // bias gradients are final (gradient bucketing starts their reduction while earlier layers run).
+  void backward(const T* params, const T* x, T* dout, T* grads, int64_t n,
+                const std::function<void(int)>& layer_done = {});
 
  private:
   // relu hidden layers run as one GEMM with relu in its epilogue and keep only a.
   bool fused_relu() const { return spec_.activation == kernels::Activation::kRelu; }
   void forward_bf16(const T* params, const T* x, int64_t n);
-  void backward_bf16(T* dout, T* grads, int64_t n);
+  void backward_bf16(T* dout, T* grads, int64_t n, const std::function<void(int)>& layer_done);
 
   ModelSpec spec_;
   int64_t max_rows_;

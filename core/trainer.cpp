@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <vector>
 
 #include "core/error.h"
 #include "core/json.h"
@@ -44,30 +46,150 @@ Trainer::Trainer(const TrainConfig& cfg, Model& model, Communicator& comm, Batch
                  Progress& progress)
     : cfg_(cfg), model_(model), comm_(comm), train_(train), validation_(validation),
       metrics_(std::move(metrics)), progress_(progress), grads_(model.spec().param_count()),
-      optimizer_(cfg.optimizer, model.spec().param_count(), total_steps(cfg.train, train.rows())) {
+      optimizer_(cfg.optimizer, model.spec().param_count(), total_steps(cfg.train, train.rows())),
+      reducer_(model.spec(), cfg.distributed.bucket_mb, cfg.distributed.overlap, comm) {
   check_precision(cfg.train);
+  layer_done_ = [this](int layer) {
+    if (fault_.kind == "nan" && fault_.rank == comm_.rank() && fault_.step == step_ &&
+        layer == model_.spec().layers() - 1) {
+      grads_.data()[model_.spec().bias_offset(layer)] = std::numeric_limits<float>::quiet_NaN();
+    }
+    reducer_.layer_done(layer);
+  };
+}
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+}  // namespace
+
+// Every rank has the same stats, so every rank comes here together; the allgather that names
+// the ranks runs only on this failure path.
+Trainer::StepStats Trainer::non_finite(int64_t step, bool mine) {
+  const std::vector<uint64_t> flags = comm_.allgather(mine ? 1 : 0);
+  std::string ranks;
+  for (size_t r = 0; r < flags.size(); ++r) {
+    if (flags[r] != 0) ranks += (ranks.empty() ? "" : ",") + std::to_string(r);
+  }
+  const std::string where = ranks.empty() ? "in the global loss sum" : "on rank(s) " + ranks;
+  if (cfg_.train.non_finite == "skip") {
+    ++skipped_;
+    return {0.0, 0.0, true};
+  }
+  throw Error("training diverged: NaN or infinity in the loss or gradients " + where + " at step " +
+              std::to_string(step) + "; every rank stopped before the optimizer step, so no weights changed: "
+              "lower optimizer.lr, set optimizer.grad_clip_norm, or set train.non_finite = \"skip\"");
 }
 
 Trainer::StepStats Trainer::step(FlatBuffer& params, int64_t epoch, int64_t step_in_epoch, int64_t step) {
   const ModelSpec& spec = model_.spec();
   const double scale = 1.0 / static_cast<double>(cfg_.train.batch_size);
-  const auto asked = std::chrono::steady_clock::now();
+  step_ = step;
+  comm_.set_step(step);
+  const Clock::time_point t0 = Clock::now();
   const Batch b = train_.next(epoch, step_in_epoch);
-  data_wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - asked).count();
+  const Clock::time_point t1 = Clock::now();
   float* out = model_.forward(params.data(), b.x, b.rows, cfg_.train.precision);
   const kernels::LossResult lr = task_loss(spec.task, out, b, out, spec.outputs(), scale);
-  model_.backward(params.data(), b.x, out, grads_.data(), b.rows);
-  comm_.allreduce_sum(grads_.span());
-  double stats[2] = {lr.loss_sum, lr.correct};
-  comm_.allreduce_sum(std::span<double>(stats, 2));
-  const double step_loss = stats[0] / static_cast<double>(cfg_.train.batch_size);
-  if (!std::isfinite(step_loss)) {
-    // Every rank sees the same reduced loss, so every rank stops here together.
-    throw Error("training diverged: the global loss is " + std::to_string(step_loss) + " at step " +
-                std::to_string(step) + ": lower optimizer.lr or set optimizer.grad_clip_norm");
+  if (fault_.kind == "extra_collective" && fault_.rank == comm_.rank() && fault_.step == step) {
+    double extra[3] = {0, 0, 0};
+    comm_.allreduce_sum(std::span<double>(extra, 3));
+  }
+  if (fault_.kind == "other_op" && fault_.step == step) {
+    // Every rank reduces 40 scratch bytes, rank fault_.rank with another operation: a
+    // same-size mismatch that MPI completes without noticing.
+    int64_t scratch[5] = {0, 0, 0, 0, 0};
+    if (fault_.rank == comm_.rank()) {
+      comm_.allreduce_max(std::span<int64_t>(scratch, 5));
+    } else {
+      comm_.allreduce_sum(std::span<double>(reinterpret_cast<double*>(scratch), 5));
+    }
+  }
+  reducer_.begin(grads_.data());
+  model_.backward(params.data(), b.x, out, grads_.data(), b.rows, layer_done_);
+  const Clock::time_point t2 = Clock::now();
+  reducer_.finish();
+  // The non-finite flag and a 12-bit fingerprint f of this rank's collective sequence ride on
+  // the stats reduction every step already makes. N·Σf² = (Σf)² exactly when every f is equal
+  // (integers, exact in double for N < 20000), so ranks that issued different collectives with
+  // the same sizes (which MPI cannot see) are caught within a step or two.
+  const bool mine = reducer_.local_non_finite() || !std::isfinite(lr.loss_sum);
+  const uint64_t sequence = comm_.sequence_hash();
+  const double f = static_cast<double>(sequence >> 52);
+  double stats[5] = {lr.loss_sum, lr.correct, mine ? 1.0 : 0.0, f, f * f};
+  comm_.allreduce_sum(std::span<double>(stats, 5));
+  const Clock::time_point t3 = Clock::now();
+  if (stats[4] * comm_.size() != stats[3] * stats[3]) check_sequence(sequence, step);
+  times_.data_wait += seconds(t0, t1);
+  times_.comm_wait += seconds(t2, t3);
+  if (stats[2] > 0 || !std::isfinite(stats[0])) {
+    times_.compute += seconds(t1, t2);
+    return non_finite(step, mine);
   }
   optimizer_.step(params.data(), grads_.data(), step);
-  return {stats[0], stats[1]};
+  times_.compute += seconds(t1, t2) + seconds(t3, Clock::now());
+  return {stats[0], stats[1], false};
+}
+
+namespace {
+void throw_if_sequences_differ(const std::vector<uint64_t>& hashes, int64_t step) {
+  const std::string differ = ranks_differing(hashes);
+  if (!differ.empty()) {
+    throw CommError("ranks issued different collectives: the sequence of collectives (operation and size) of rank(s) " +
+                    differ + " differs from rank 0's by step " + std::to_string(step) +
+                    " (a tessera bug, or different tessera binaries on different ranks)");
+  }
+}
+}  // namespace
+
+// All ranks saw the same fingerprint sums, so all come here together and this allgather is
+// matched; it names the ranks.
+void Trainer::check_sequence(uint64_t sequence, int64_t step) {
+  throw_if_sequences_differ(comm_.allgather(sequence), step);
+}
+
+void Trainer::add_rank_times(JsonObject& line, int64_t step, double span, int64_t bytes_read) {
+  const int n = comm_.size();
+  constexpr int kFields = 5;  // compute, data wait, comm wait, sequence hash (bits), bytes read
+  double mine[kFields] = {times_.compute, times_.data_wait, times_.comm_wait, 0.0, static_cast<double>(bytes_read)};
+  const uint64_t hash = comm_.sequence_hash();
+  std::memcpy(&mine[3], &hash, sizeof hash);
+  std::vector<double> all(static_cast<size_t>(n) * kFields);
+  comm_.allgather(std::span<const double>(mine, kFields), all);
+  times_ = {};
+  std::vector<uint64_t> hashes(static_cast<size_t>(n));
+  std::vector<std::pair<double, int>> busy(static_cast<size_t>(n));
+  double sum[3] = {0, 0, 0};
+  double comm_min = all[2];
+  double wait_max = 0.0, bytes = 0.0;
+  for (int r = 0; r < n; ++r) {
+    const double* t = &all[static_cast<size_t>(r) * kFields];
+    wait_max = std::max(wait_max, t[1]);
+    bytes += t[4];
+    std::memcpy(&hashes[static_cast<size_t>(r)], &t[3], sizeof(uint64_t));
+    for (int k = 0; k < 3; ++k) sum[k] += t[k];
+    comm_min = std::min(comm_min, t[2]);
+    busy[static_cast<size_t>(r)] = {t[0] + t[1], r};
+  }
+  throw_if_sequences_differ(hashes, step);
+  // The rank that waited least arrived last: what it waited is communication no rank could hide
+  // (the others' extra wait is for that rank).
+  line.add("compute_s", sum[0] / n).add("data_wait_s", sum[1] / n).add("comm_wait_s", sum[2] / n);
+  line.add("comm_wait_min_s", comm_min);
+  // Input telemetry: the slowest input pipeline sets the pace, so the maximum over ranks.
+  line.add("data_wait_frac", std::min(1.0, wait_max / std::max(span, 1e-9)));
+  line.add("bytes_read", static_cast<int64_t>(bytes));
+  // Busy time (compute + data wait) decides who the others wait for; the slowest three are
+  // named with how far they are behind the median rank.
+  std::sort(busy.begin(), busy.end(), [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  const double median = busy[busy.size() / 2].first;
+  std::string slowest = "[";
+  for (size_t i = 0; i < std::min<size_t>(3, busy.size()); ++i) {
+    JsonObject s;
+    s.add("rank", busy[i].second).add("busy_s", busy[i].first).add("behind_median_s", busy[i].first - median);
+    slowest += (i ? "," : "") + s.str();
+  }
+  line.add_raw("slowest_ranks", slowest + "]");
 }
 
 void Trainer::run_eval(const FlatBuffer& params, int64_t step, int64_t epoch, TrainSummary& summary) {
@@ -112,18 +234,22 @@ TrainSummary Trainer::run(FlatBuffer& params, const TrainState& start) {
   double interval[3] = {start.interval[0], start.interval[1], start.interval[2]};
   int64_t step = start.step;
   int64_t evaluated_at = start.evaluated_at;
+  int64_t interval_steps = static_cast<int64_t>(start.interval[2]) / batch;  // skipped steps excluded
   auto read_so_far = [&] { return train_.bytes_read() + (validation_ ? validation_->bytes_read() : 0); };
   int64_t bytes_at_line = read_so_far();
-  data_wait_s_ = 0.0;
+  times_ = {};
   for (int64_t epoch = step / per_epoch; epoch < cfg_.train.epochs && step < total; ++epoch) {
     for (int64_t s = step % per_epoch; s < per_epoch && step < total; ++s) {
       const StepStats stats_step = this->step(params, epoch, s, step);
       const double stats[2] = {stats_step.loss_sum, stats_step.correct};
       const double step_loss = stats[0] / static_cast<double>(batch);
       ++step;
-      interval[0] += stats[0];
-      interval[1] += stats[1];
-      interval[2] += static_cast<double>(batch);
+      if (!stats_step.skipped) {
+        interval[0] += stats[0];
+        interval[1] += stats[1];
+        interval[2] += static_cast<double>(batch);
+      }
+      interval_steps += 1;
 
       const auto now = std::chrono::steady_clock::now();
       const double elapsed = std::chrono::duration<double>(now - t0).count();
@@ -132,26 +258,24 @@ TrainSummary Trainer::run(FlatBuffer& params, const TrainState& start) {
       const bool last = step == total;
       if (step % cfg_.train.log_every == 0 || last) {
         const double span = std::chrono::duration<double>(now - interval_start).count();
-        const double mean_loss = interval[0] / interval[2];
-        // Input telemetry (collective): the slowest rank's data wait decides the step time.
-        int64_t wait_ppb[1] = {std::llround(1e9 * std::min(1.0, data_wait_s_ / std::max(span, 1e-9)))};
-        comm_.allreduce_max(std::span<int64_t>(wait_ppb, 1));
-        double bytes[1] = {static_cast<double>(read_so_far() - bytes_at_line)};
-        comm_.allreduce_sum(std::span<double>(bytes, 1));
+        // A log interval whose steps were all skipped has no loss: reported as NaN (JSON null).
+        const double mean_loss = interval[2] > 0 ? interval[0] / interval[2] : std::nan("");
+        const double samples = static_cast<double>(interval_steps * batch);
+        const int64_t bytes = read_so_far() - bytes_at_line;
         bytes_at_line = read_so_far();
-        data_wait_s_ = 0.0;
         JsonObject line;
         line.add("event", "train").add("step", step).add("epoch", epoch).add("loss", mean_loss);
         if (spec.task != Task::kRegression) line.add("accuracy", interval[1] / interval[2]);
         line.add("lr", optimizer_.lr(step - 1))
-            .add("samples_per_s", interval[2] / std::max(span, 1e-9))
+            .add("samples_per_s", samples / std::max(span, 1e-9))
             .add("time_s", elapsed)
-            .add("data_wait_frac", static_cast<double>(wait_ppb[0]) * 1e-9)
-            .add("bytes_read", static_cast<int64_t>(bytes[0]));
+            .add("skipped_steps", skipped_);
+        add_rank_times(line, step, span, bytes);
         if (metrics_) metrics_(line.str());
-        progress_.log_line(step, epoch, mean_loss, optimizer_.lr(step - 1), interval[2] / std::max(span, 1e-9));
+        progress_.log_line(step, epoch, mean_loss, optimizer_.lr(step - 1), samples / std::max(span, 1e-9));
         summary.last_loss = mean_loss;
         interval[0] = interval[1] = interval[2] = 0;
+        interval_steps = 0;
         interval_start = now;
       }
       const bool epoch_end = s + 1 == per_epoch || last;
@@ -175,6 +299,8 @@ TrainSummary Trainer::run(FlatBuffer& params, const TrainState& start) {
   if (evaluated_at != step) run_eval(params, step, step > 0 ? (step - 1) / per_epoch : 0, summary);
   progress_.finish();
   summary.steps = step;
+  summary.skipped_steps = skipped_;
+  comm_.set_step(-1);
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   summary.samples_per_s = static_cast<double>((step - start.step) * batch) / std::max(summary.seconds - start.elapsed_s, 1e-9);
   return summary;

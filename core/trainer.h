@@ -13,6 +13,8 @@
 #include "core/config.h"
 #include "core/evaluate.h"
 #include "core/flat_buffer.h"
+#include "core/json.h"
+#include "core/grad_reducer.h"
 #include "core/model.h"
 #include "core/optimizer.h"
 #include "core/progress.h"
@@ -26,6 +28,18 @@ struct TrainSummary {
   double samples_per_s = 0.0;
   EvalResult last_eval;
   bool evaluated = false;
+  int64_t skipped_steps = 0;     // steps with a non-finite loss or gradient (train.non_finite = skip)
+};
+
+// Test-only fault injection (tests/cli/guard_test.sh), set by the CLI from the environment
+// variable TESSERA_TEST_FAULT=KIND:RANK:STEP; never used by normal runs. KIND "nan" poisons one
+// gradient of rank RANK at step STEP; "extra_collective" makes that rank issue one allreduce the
+// others do not; "other_op" makes it reduce with another operation where the others sum the
+// same number of bytes.
+struct TestFault {
+  std::string kind;
+  int rank = -1;
+  int64_t step = -1;
 };
 
 // Where a run stands after `step` optimizer steps: with the weights and the optimizer state,
@@ -78,11 +92,18 @@ class Trainer {
   struct StepStats {
     double loss_sum = 0.0;
     double correct = 0.0;
+    bool skipped = false;  // non-finite somewhere and train.non_finite = skip: weights unchanged
   };
   StepStats step(FlatBuffer& params, int64_t epoch, int64_t step_in_epoch, int64_t step);
   double lr(int64_t step) const { return optimizer_.lr(step); }
+  void set_test_fault(TestFault fault) { fault_ = std::move(fault); }
 
  private:
+  // Seconds this rank spent since the last log line: computing, waiting for its rows, and
+  // waiting for collectives to finish (communication not hidden behind backward).
+  struct Times {
+    double compute = 0, data_wait = 0, comm_wait = 0;
+  };
   void run_eval(const FlatBuffer& params, int64_t step, int64_t epoch, TrainSummary& summary);
 
   const TrainConfig& cfg_;
@@ -94,9 +115,21 @@ class Trainer {
   std::function<void(const std::string&)> metrics_;
   Progress& progress_;
   std::function<void(const TrainState&)> checkpoint_;
+  // Adds per-rank timing, the input telemetry (data_wait_frac over the span seconds of the
+  // interval, bytes_read of all ranks) and the slowest ranks to a training line; its one
+  // allgather also compares the ranks' collective sequences (CommError if they differ). Collective.
+  void add_rank_times(JsonObject& line, int64_t step, double span, int64_t bytes_read);
+  StepStats non_finite(int64_t step, bool mine);
+  void check_sequence(uint64_t sequence, int64_t step);
+
   FlatBuffer grads_;
   Optimizer optimizer_;
-  double data_wait_s_ = 0.0;  // time step() spent in train_.next() since the last log line
+  GradReducer reducer_;
+  std::function<void(int)> layer_done_;
+  TestFault fault_;
+  int64_t step_ = -1;
+  Times times_;
+  int64_t skipped_ = 0;
 };
 
 }  // namespace tessera

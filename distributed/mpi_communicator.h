@@ -1,6 +1,9 @@
 // MpiCommunicator: core's Communicator over MPI_COMM_WORLD. The only place tessera includes
 // <mpi.h>. Only the main thread may call it. Large buffers are reduced in pieces of at most
 // kMaxMessageBytes because shared-memory allreduce slows ~16x above 16 MiB here (LIMITS.md).
+// Every collective is non-blocking underneath and waited for with MPI_Test against a deadline
+// (set_timeout): a rank that never arrives (stopped, killed, or issuing another collective)
+// ends the wait with a CommError that names the step, the collective and the missing ranks.
 #pragma once
 
 #include <memory>
@@ -28,13 +31,22 @@ class MpiCommunicator final : public Communicator {
   void broadcast(std::span<float> data, int root) override;
   void broadcast(std::span<std::byte> data, int root) override;
   std::vector<uint64_t> allgather(uint64_t value) override;
+  void allgather(std::span<const double> mine, std::span<double> all) override;
   std::vector<std::string> host_names() override;
   void barrier() override;
+  void start_allreduce_sum(std::span<float> data) override;
+  void progress() override;
+  void wait_all() override;
+  uint64_t sequence_hash() const override;
+  // 300 s until the config is read.
+  void set_timeout(double seconds) override;
 
   // Stops every rank with this exit code (MPI_Abort). Safe to call from any rank alone.
   [[noreturn]] static void abort_all(int code);
 
  private:
+  struct Guard;  // pending requests and the out-of-band "where are you" protocol (MPI types)
+  std::unique_ptr<Guard> guard_;
   int rank_ = 0, size_ = 1, local_size_ = 1;
   bool finalize_ = false;
 };

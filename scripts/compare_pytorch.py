@@ -3,7 +3,11 @@
 SGD with momentum), at the same core count.
 
 usage: compare_pytorch.py [--tessera build/tessera] [--steps 120] [--cores 1 2] [--repeats 3]
-                          [--precision fp32 [bf16]] [--no-torch]
+                          [--precision fp32 [bf16]] [--no-torch] [--ddp]
+
+--ddp adds the N = 2 comparison: tessera 2 ranks x 1 thread against PyTorch DistributedDataParallel
+(gloo backend, over loopback TCP) 2 processes x 1 thread, each pinned to its own core, same model
+and global batch (each process takes half of it), gradients averaged by DDP's bucketed allreduce.
 
 PyTorch runs in the strongest setup measured in ../shared/LIMITS.md: AVX-512 OpenBLAS
 (OPENBLAS_CORETYPE unset), no per-step fresh pages (GLIBC_TUNABLES mmap/trim thresholds) and,
@@ -55,6 +59,56 @@ print(json.dumps({"samples_per_s": statistics.median(windows), "loss": float(los
 """
 
 
+DDP_CHILD = r"""
+import os, sys, time, json, statistics
+import h5py, numpy as np, torch, torch.distributed as dist
+steps, batch, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+torch.set_num_threads(1)
+dist.init_process_group("gloo")
+rank, world = dist.get_rank(), dist.get_world_size()
+torch.manual_seed(1)
+with h5py.File(path, "r") as f:
+    x = torch.from_numpy(f["X"][()])
+    y = torch.from_numpy(f["y"][()].astype(np.int64))
+model = torch.nn.parallel.DistributedDataParallel(torch.nn.Sequential(
+    torch.nn.Linear(784, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 10)))
+opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+loss_fn = torch.nn.CrossEntropyLoss()
+per_epoch = x.shape[0] // batch
+local = batch // world
+times = []
+for s in range(steps):
+    i = s % per_epoch
+    t0 = time.perf_counter()
+    lo = i * batch + rank * local
+    xb, yb = x[lo:lo + local], y[lo:lo + local]
+    opt.zero_grad(set_to_none=True)
+    loss = loss_fn(model(xb), yb)
+    loss.backward()
+    opt.step()
+    times.append(time.perf_counter() - t0)
+steady = times[20:]
+windows = [batch * 10 / sum(steady[k:k + 10]) for k in range(0, len(steady) - 9, 10)]
+if rank == 0:
+    print(json.dumps({"samples_per_s": statistics.median(windows), "loss": float(loss)}))
+dist.destroy_process_group()
+"""
+
+
+def run_ddp(steps, batch, data, port):
+    """PyTorch DDP (gloo), 2 processes x 1 thread, process r pinned to core r."""
+    procs = []
+    for r in range(2):
+        env = dict(torch_env(1), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(r), WORLD_SIZE="2")
+        procs.append(subprocess.Popen(["taskset", "-c", str(r), sys.executable, "-c", DDP_CHILD, str(steps), str(batch), data],
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate() for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        if p.returncode != 0:
+            sys.exit(f"compare_pytorch: DDP process failed:\n{err}")
+    return json.loads(outs[0][0].strip().splitlines()[-1])["samples_per_s"]
+
+
 def torch_env(threads):
     env = dict(os.environ)
     env.pop("OPENBLAS_CORETYPE", None)
@@ -97,10 +151,11 @@ def main():
     ap.add_argument("--tessera", default=os.path.join(here, "..", "build", "tessera"))
     ap.add_argument("--steps", type=int, default=120)
     ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--cores", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--cores", type=int, nargs="*", default=[1, 2], help="core counts to compare (none: only --ddp)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--ddp", action="store_true", help="add tessera 2 ranks x 1 thread against PyTorch DDP gloo 2 x 1")
     a = ap.parse_args()
     if "fp32" not in a.precision:
         sys.exit("compare_pytorch: --precision needs fp32 (the baseline of every ratio)")
@@ -142,6 +197,17 @@ def main():
             t = statistics.median(run_torch(cores, a.steps, a.batch, data) for _ in range(a.repeats))
             print(f"{cores:>5}  {f'best {best_layout[0]}x{best_layout[1]}':>15}  {'fp32':>9}  {best:>10,.0f}  {t:>10,.0f}  "
                   f"{best / t:>6.2f}")
+        if a.ddp:
+            # Alternating runs, so that machine noise hits both alike; ratios are of medians.
+            tess, ddp = [], []
+            for k in range(a.repeats):
+                tess.append(run_tessera(a.tessera, 2, 1, a.steps, a.batch, config, work))
+                ddp.append(run_ddp(a.steps, a.batch, data, 29500 + k))
+            tm, dm = statistics.median(tess), statistics.median(ddp)
+            print(f"\nN = 2: tessera 2 ranks x 1 thread against PyTorch DDP (gloo) 2 processes x 1 thread, "
+                  f"global batch {a.batch}")
+            print(f"  tessera runs {', '.join(f'{v:,.0f}' for v in tess)}; DDP runs {', '.join(f'{v:,.0f}' for v in ddp)}")
+            print(f"  median samples/s: tessera {tm:,.0f}, DDP {dm:,.0f}, ratio {tm / dm:.2f}")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ int eval_command(const std::vector<std::string>& argv, Communicator& comm) {
   if (args.positional().size() != 1) throw ConfigError(std::string("expected one CONFIG.toml\n") + kEvalUsage);
   const ParsedConfig parsed = parse_config_file(args.positional()[0], args.all("--set"));
   const TrainConfig& cfg = parsed.config;
+  comm.set_timeout(cfg.distributed.timeout_s);
   set_threads(cfg.train.threads, comm);
   const ModelFile m = read_model_file(model_path(args.require("--checkpoint")));
   std::vector<std::string> files = args.all("--data");

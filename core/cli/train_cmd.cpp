@@ -4,6 +4,8 @@
 #include <tbb/global_control.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -86,6 +88,23 @@ int64_t peak_rss_bytes() {
   return 0;
 }
 
+// TESSERA_TEST_FAULT=KIND:RANK:STEP (tests only, see TestFault); unset in normal runs.
+TestFault test_fault_from_env() {
+  TestFault f;
+  const char* env = std::getenv("TESSERA_TEST_FAULT");
+  if (env == nullptr || *env == 0) return f;
+  char kind[32] = {};
+  long long step = -1;
+  if (std::sscanf(env, "%31[a-z_]:%d:%lld", kind, &f.rank, &step) != 3 ||
+      (std::string(kind) != "nan" && std::string(kind) != "extra_collective" && std::string(kind) != "other_op")) {
+    throw ConfigError(std::string("TESSERA_TEST_FAULT='") + env +
+                      "': expected nan|extra_collective|other_op:RANK:STEP (a test-only hook)");
+  }
+  f.kind = kind;
+  f.step = step;
+  return f;
+}
+
 }  // namespace
 
 int set_threads(int64_t requested, const Communicator& comm) {
@@ -131,6 +150,7 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   }
   check_agreement(comm, hash_string(parsed.resolved_toml), "the resolved config");
   check_precision(cfg.train);
+  comm.set_timeout(cfg.distributed.timeout_s);
   if (cfg.train.batch_size < comm.size()) {
     throw ConfigError("config key 'train.batch_size': " + std::to_string(cfg.train.batch_size) +
                       " is smaller than the " + std::to_string(comm.size()) +
@@ -351,6 +371,7 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
     }
     write_checkpoint(dir, w, cfg.checkpoint.keep_last, comm);
   });
+  trainer.set_test_fault(test_fault_from_env());
   const TrainSummary summary = trainer.run(params, start.state);
 
   int64_t peak_rss[1] = {peak_rss_bytes()};

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <span>
 #include <functional>
 #include <memory>
 #include <string>
@@ -143,6 +144,53 @@ TEST_F(Mpi, CheckAgreementThrowsOnEveryRankNamingTheRank) {
 }
 
 TEST_F(Mpi, BarrierReturns) { comm().barrier(); }
+
+TEST_F(Mpi, StartedSumsMatchTheBlockingSumBitForBit) {
+  // Three buffers in flight at once, one larger than a message, progressed then waited for;
+  // values with rounding so that a different piece order or algorithm would show.
+  const size_t big = MpiCommunicator::kMaxMessageBytes / sizeof(float) + 333;
+  std::vector<std::vector<float>> started = {std::vector<float>(17), std::vector<float>(big), std::vector<float>(5)};
+  for (auto& v : started) {
+    for (size_t i = 0; i < v.size(); ++i) v[i] = 0.1f * static_cast<float>(rank() + 1) + 1e-3f * static_cast<float>(i % 97);
+  }
+  std::vector<std::vector<float>> blocking = started;
+  for (auto& v : started) {
+    comm().start_allreduce_sum(v);
+    comm().progress();
+  }
+  comm().wait_all();
+  for (auto& v : blocking) comm().allreduce_sum(v);
+  for (size_t k = 0; k < started.size(); ++k) {
+    ASSERT_EQ(0, std::memcmp(started[k].data(), blocking[k].data(), started[k].size() * sizeof(float))) << k;
+  }
+  comm().wait_all();  // nothing pending: returns at once
+}
+
+TEST_F(Mpi, AllgatherDoubles) {
+  const double mine[3] = {static_cast<double>(rank()), -0.5 * rank(), 1e300};
+  std::vector<double> all(3 * static_cast<size_t>(size()));
+  comm().allgather(std::span<const double>(mine, 3), all);
+  for (int r = 0; r < size(); ++r) {
+    EXPECT_EQ(all[3 * r], r);
+    EXPECT_EQ(all[3 * r + 1], -0.5 * r);
+    EXPECT_EQ(all[3 * r + 2], 1e300);
+  }
+  std::vector<double> wrong(2);
+  EXPECT_THROW(comm().allgather(std::span<const double>(mine, 3), wrong), Error);  // local check, no MPI call
+}
+
+TEST_F(Mpi, SequenceHashAgreesAndTracksOperations) {
+  const std::vector<uint64_t> before = comm().allgather(comm().sequence_hash());
+  for (uint64_t h : before) EXPECT_EQ(h, before[0]);
+  const uint64_t h0 = comm().sequence_hash();
+  std::vector<double> d(4, 1.0);
+  comm().allreduce_sum(d);
+  const uint64_t h1 = comm().sequence_hash();
+  EXPECT_NE(h0, h1);
+  std::vector<int64_t> m(4, 1);
+  comm().allreduce_max(m);  // same size, another operation: another hash
+  EXPECT_NE(h1, comm().sequence_hash());
+}
 
 // On ranks other than 0: print only failures, prefixed with the rank.
 class FailurePrinter : public ::testing::EmptyTestEventListener {

@@ -1,0 +1,192 @@
+#!/usr/bin/python3
+"""Strong and weak scaling of tessera on the reference MLP, and an alpha-beta cost model.
+
+Run through scripts/scaling.sh. Measures, for N in --ranks (ranks x 1 thread each):
+  strong: global batch 256 whatever N;   weak: 128 rows per rank (global batch 128 N).
+Figures are medians over the log intervals after step 20 (samples_per_s and comm_wait_s from
+metrics.jsonl). Parallel efficiency: strong E = t(1) / (N t(N)) in step time; weak E = t(1) / t(N).
+
+The cost model (assumptions, also in README "Scaling"):
+  * Compute scales perfectly: t_compute(N) = c * rows per rank, with c (seconds per row) taken
+    from the strong N = 1 run (it includes reading the rows from HDF5).
+  * Communication is fully exposed (no credit for overlap): conservative where backward hides
+    part of it.
+  * Gradients go in tessera's buckets (distributed.bucket_mb = 4: whole layers, last first) and
+    pieces of at most 4 MiB. A piece of b bytes >= 64 KiB is a ring allreduce:
+    2 (N-1) alpha + 2 (N-1)/N b beta; smaller messages and the per-step stats reduction take
+    ceil(log2 N) (alpha_small + b beta) (recursive doubling).
+  * alpha, beta from build/bench/collective_bench at N = 2 on this machine (shared memory):
+    BM_TesseraAllreduce at 256 KiB and 4 MiB give 2 alpha + b beta at two sizes (alpha at least
+    half the 8-byte time); alpha_small is its 8-byte time. Across nodes, alpha and beta come from the network instead: pass
+    --alpha/--beta to predict another machine.
+  * Strong scaling stops at N = 256 (one row per rank).
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import statistics
+import subprocess
+import tempfile
+
+SIZES = [784, 1024, 1024, 10]
+RING_MIN = 64 << 10
+PIECE = 4 << 20
+
+
+def pieces(bucket_mb=4.0):
+    """Bytes of every message one step's gradient reduction sends, in tessera's order."""
+    layer_bytes = [4 * (SIZES[l + 1] * SIZES[l] + SIZES[l + 1]) for l in range(len(SIZES) - 1)]
+    buckets, acc = [], 0
+    for l in reversed(range(len(layer_bytes))):
+        acc += layer_bytes[l]
+        if acc >= bucket_mb * (1 << 20) or l == 0:
+            buckets.append(acc)
+            acc = 0
+    out = []
+    for b in buckets:
+        while b > 0:
+            out.append(min(b, PIECE))
+            b -= PIECE
+    return out
+
+
+def comm_time(n, alpha, beta, alpha_small):
+    if n == 1:
+        return 0.0
+    t = 0.0
+    steps = math.ceil(math.log2(n))
+    for b in pieces():
+        t += 2 * (n - 1) * alpha + 2 * (n - 1) / n * b * beta if b >= RING_MIN else steps * (alpha_small + b * beta)
+    return t + steps * (alpha_small + 40 * beta)  # the stats reduction: 5 doubles
+
+
+def predict(n, rows_per_rank, c, alpha, beta, alpha_small):
+    return c * rows_per_rank + comm_time(n, alpha, beta, alpha_small)
+
+
+def calibrate(build):
+    out = subprocess.run(["mpirun", "-np", "2", os.path.join(build, "bench", "collective_bench"),
+                          "--benchmark_filter=BM_TesseraAllreduce/(8|262144|4194304)/", "--benchmark_format=json"],
+                         check=True, capture_output=True, text=True).stdout
+    runs = {int(b["name"].split("/")[1]): b["real_time"] * 1e-6 for b in json.loads(out)["benchmarks"]}
+    n1, n2 = 262144, 4194304
+    beta = (runs[n2] - runs[n1]) / (n2 - n1)
+    # A fit on a noisy machine can put the intercept near or below zero: a ring step costs at
+    # least one point-to-point latency, about half the 8-byte allreduce.
+    alpha = max((runs[n1] - n1 * beta) / 2, runs[8] / 2)
+    return alpha, beta, runs[8]
+
+
+def measure(tessera, n, batch, steps, config, work, cores):
+    out = os.path.join(work, f"run-{n}-{batch}")
+    cmd = ["mpirun", "--oversubscribe", "-np", str(n), tessera, "train", config, "--quiet",
+           "--set", "train.threads=1", "--set", f"train.batch_size={batch}", "--set", f"train.max_steps={steps}",
+           "--set", f"checkpoint.dir={out}"]
+    if n <= cores:
+        cmd[1:1] = ["--bind-to", "core"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    lines = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
+    train = [o for o in lines if o["event"] == "train" and o["step"] > 20]
+    step = statistics.median(batch / o["samples_per_s"] for o in train)
+    comm = statistics.median(o["comm_wait_min_s"] / 10 for o in train)
+    return step, comm
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", required=True)
+    ap.add_argument("--ranks", default="1 2 4")
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "results"))
+    ap.add_argument("--extrapolate", default="1 2 4 8 16 32 64 128 256 512 1024 2048 4096")
+    ap.add_argument("--alpha", type=float, help="ring step latency, s (default: measured)")
+    ap.add_argument("--beta", type=float, help="seconds per byte (default: measured)")
+    a = ap.parse_args()
+    ranks = [int(x) for x in a.ranks.split()]
+    cores = os.cpu_count() or 1
+    tessera = os.path.join(a.build, "tessera")
+    os.makedirs(a.out, exist_ok=True)
+    alpha, beta, alpha_small = calibrate(a.build)
+    alpha = a.alpha if a.alpha is not None else alpha
+    beta = a.beta if a.beta is not None else beta
+    print(f"calibration (collective_bench, N = 2): alpha {alpha * 1e6:.1f} us, beta {beta * 1e9:.3f} ns/B "
+          f"({1 / beta / 1e9:.2f} GB/s), small-message latency {alpha_small * 1e6:.1f} us")
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        data = os.path.join(work, "mlp.h5")
+        subprocess.run([tessera, "data", "synth", "--out", data, "--rows", str(128 * max(ranks) * 12),
+                        "--features", "784", "--classes", "10", "--seed", "3"], check=True, capture_output=True)
+        config = os.path.join(work, "mlp.toml")
+        with open(config, "w") as f:
+            f.write('[data]\ntrain = "mlp.h5"\n[model]\nkind = "mlp"\nhidden = [1024, 1024]\n'
+                    '[optimizer]\nkind = "sgd"\nlr = 0.01\nmomentum = 0.9\n[train]\nepochs = 1000\nlog_every = 10\n')
+        base = {}
+        for mode in ("strong", "weak"):
+            for n in ranks:
+                batch = 256 if mode == "strong" else 128 * n
+                step, comm = measure(tessera, n, batch, a.steps, config, work, cores)
+                if n == 1:
+                    base[mode] = step
+                rows.append({"mode": mode, "ranks": n, "global_batch": batch, "oversubscribed": int(n > cores),
+                             "step_ms": step * 1e3, "samples_per_s": batch / step, "exposed_comm_ms": comm * 1e3})
+                print(f"{mode:>6} N={n}: step {step * 1e3:.2f} ms, {batch / step:,.0f} samples/s, exposed comm {comm * 1e3:.2f} ms"
+                      f"{' (oversubscribed: ' + str(n) + ' ranks on ' + str(cores) + ' cores)' if n > cores else ''}")
+    c = base["strong"] / 256
+    for r in rows:
+        n, mode = r["ranks"], r["mode"]
+        t1 = base[mode]
+        r["efficiency"] = t1 / (n * r["step_ms"] * 1e-3) if mode == "strong" else t1 / (r["step_ms"] * 1e-3)
+        per_rank = math.ceil(r["global_batch"] / n)
+        p = predict(n, per_rank, c, alpha, beta, alpha_small)
+        p1 = predict(1, r["global_batch"] if mode == "strong" else 128, c, alpha, beta, alpha_small)
+        r["model_step_ms"] = p * 1e3
+        r["model_efficiency"] = p1 / (n * p) if mode == "strong" else p1 / p
+    with open(os.path.join(a.out, "scaling.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
+    model = []
+    for n in [int(x) for x in a.extrapolate.split()]:
+        for mode in ("strong", "weak"):
+            if mode == "strong" and n > 256:
+                continue
+            per_rank = math.ceil(256 / n) if mode == "strong" else 128
+            p = predict(n, per_rank, c, alpha, beta, alpha_small)
+            p1 = predict(1, 256 if mode == "strong" else 128, c, alpha, beta, alpha_small)
+            eff = p1 / (n * p) if mode == "strong" else p1 / p
+            model.append({"mode": mode, "ranks": n, "step_ms": f"{p * 1e3:.4g}",
+                          "comm_ms": f"{comm_time(n, alpha, beta, alpha_small) * 1e3:.4g}", "efficiency": f"{eff:.4g}"})
+    with open(os.path.join(a.out, "scaling_model.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(model[0].keys()))
+        w.writeheader()
+        w.writerows(model)
+        f.write(f"# alpha {alpha:.4g} s, beta {beta:.4g} s/B, alpha_small {alpha_small:.4g} s, compute {c:.4g} s/row\n")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for mode, color in (("strong", "tab:blue"), ("weak", "tab:orange")):
+        ms = [m for m in model if m["mode"] == mode]
+        ax.plot([m["ranks"] for m in ms], [float(m["efficiency"]) for m in ms], "--", color=color, label=f"{mode}: model")
+        rs = [r for r in rows if r["mode"] == mode]
+        ax.plot([r["ranks"] for r in rs], [r["efficiency"] for r in rs], "o-", color=color, label=f"{mode}: measured")
+        for r in rs:
+            if r["oversubscribed"]:
+                ax.annotate("oversubscribed", (r["ranks"], r["efficiency"]), fontsize=7, textcoords="offset points", xytext=(4, -10))
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(0, 1.1)
+    ax.set_xlabel("ranks N (1 thread each)")
+    ax.set_ylabel("parallel efficiency")
+    ax.set_title("tessera, MLP 784-1024-1024-10: strong (B = 256) and weak (128 rows/rank)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(a.out, "scaling.png"), dpi=120)
+    print(f"wrote {a.out}/scaling.csv, scaling_model.csv, scaling.png")
+
+
+if __name__ == "__main__":
+    main()
