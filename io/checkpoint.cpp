@@ -45,6 +45,7 @@ std::string attempt(F&& f) {
 // Parts are written in place and fsynced; the temp directory's rename commits them all.
 void write_optimizer(const std::string& path, std::span<const float> m, std::span<const float> v) {
   {
+    const auto hdf5 = h5::lock();  // the training source's I/O thread reads concurrently
     h5::Handle f = h5::create(path);
     if (!m.empty()) h5::write_floats(f, "m", {static_cast<int64_t>(m.size())}, m.data());
     if (!v.empty()) h5::write_floats(f, "v", {static_cast<int64_t>(v.size())}, v.data());

@@ -106,6 +106,7 @@ Checkpoint read_checkpoint(const std::string& dir_in) {
   c.model = read_model_file(listed("model.h5"));
   {
     const std::string opt = listed("optimizer.h5");
+    const auto hdf5 = h5::lock();  // HDF5 here is not thread-safe; a read-ahead thread may run
     h5::Handle f = h5::open_read(opt);
     c.m = read_moment(f, "m", c.model.spec.param_count(), opt);
     c.v = read_moment(f, "v", c.model.spec.param_count(), opt);
