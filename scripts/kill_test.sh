@@ -43,15 +43,21 @@ keep_last = 2
 TOML
 
 mpirun -np "$NP" "$TESSERA" train c.toml --quiet --resume never --set checkpoint.dir=ref >ref.txt
-ref_s=$(sed -n 's/.*done: [0-9]* steps in \([0-9.]*\) s.*/\1/p' ref.txt)
-echo "reference: $STEPS steps at N=$NP, ${ref_s} s of training"
+echo "reference: $STEPS steps at N=$NP, $(sed -n 's/.*done: [0-9]* steps in \([0-9.]*\) s.*/\1/p' ref.txt) s of training"
 
 kills=0 whole=0 one=0 mid_ckpt=0 startup=0 checked=0 corrupt=0 resumed=0 runs=0 attempts=0
-# Kill moments: one in four uniform in the first second after launch (start-up: opening data,
-# verifying and loading the checkpoint); the others uniform in [0, span] after training began
-# (steps and checkpoint writes), span sized so that KILLS kills cannot cover more than 80% of the training.
-span_ms=$(awk -v s="$ref_s" -v k="$KILLS" 'BEGIN { printf "%d", s * 800 / k }')
-span_ms=$(( span_ms < 100 ? 100 : span_ms ))
+# Kill moments are set in training progress, not in time, so that a fast or a loaded machine
+# gives the same test: KILLS target steps drawn uniformly in [5%, 85%] of the run, sorted; the
+# k-th kill waits until the newest committed checkpoint (LATEST) reaches target k, then a random
+# 0-40 ms more, which lands in a step or in a checkpoint write. One kill in four instead strikes
+# at a random moment in the first 0.5 s after launch (start-up: opening data, verifying and
+# loading the checkpoint) while less than half of the run is done.
+mapfile -t targets < <(for _ in $(seq "$KILLS"); do echo $(( STEPS / 20 + RANDOM % (STEPS * 8 / 10) )); done | sort -n)
+latest_step() {
+  local name
+  name=$(cat run/checkpoints/LATEST 2>/dev/null || true)
+  [[ $name =~ ^step-0*([0-9]+)$ ]] && echo "${BASH_REMATCH[1]}" || echo 0
+}
 while true; do
   runs=$((runs + 1))
   [[ -e run/checkpoints/LATEST ]] && attempts=$((attempts + 1))   # this run must resume from it
@@ -62,20 +68,17 @@ while true; do
     grep -q "resuming from" "out$runs.txt" && resumed=$((resumed + 1))
     break
   fi
-  if (( RANDOM % 4 == 0 )); then
-    sleep "$(awk -v ms=$((RANDOM % 1000)) 'BEGIN { printf "%.3f", ms / 1000 }')"
+  if (( RANDOM % 4 == 0 && $(latest_step) < STEPS / 2 )); then
+    sleep "$(awk -v ms=$((RANDOM % 500)) 'BEGIN { printf "%.3f", ms / 1000 }')"
   else
-    for _ in $(seq 3000); do
-      grep -q "tessera: training" "out$runs.txt" 2>/dev/null && break
-      kill -0 "$job" 2>/dev/null || break
-      sleep 0.01
-    done
-    sleep "$(awk -v ms=$((RANDOM % span_ms)) 'BEGIN { printf "%.3f", ms / 1000 }')"
+    target=${targets[$kills]}
+    while (( $(latest_step) < target )) && kill -0 "$job" 2>/dev/null; do sleep 0.005; done
+    sleep "$(awk -v ms=$((RANDOM % 40)) 'BEGIN { printf "%.3f", ms / 1000 }')"
   fi
   if ! kill -0 "$job" 2>/dev/null || grep -q "tessera: done" "out$runs.txt"; then
     # Finished (or failed) before the kill: a failure is a failed resume.
     wait "$job" || { cat "err$runs.txt" >&2; fail "run $runs exited non-zero without a kill"; }
-    fail "the run finished after $kills of $KILLS kills; raise STEPS"
+    fail "the run finished after $kills of $KILLS kills (target step ${targets[$kills]} of $STEPS passed unseen)"
   fi
   grep -q "resuming from" "out$runs.txt" && resumed=$((resumed + 1))
   if (( RANDOM % 2 == 0 )); then
