@@ -4,6 +4,8 @@
 // that met them and are rethrown when the trainer asks for that step.
 #include "io/hdf5_source.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -119,7 +121,10 @@ void Hdf5Source::start(int64_t epoch, int64_t step) {
   for (Slot& s : ring_) s.resize(n, data_->features(), data_->label_columns());
   fill_epoch_ = expect_epoch_ = epoch;
   fill_step_ = expect_step_ = step;
-  io_ = std::thread([this] { io_loop(); });
+  io_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), kIoThreadName);  // visible in top -H, perf, gdb
+    io_loop();
+  });
 }
 
 void Hdf5Source::io_loop() {

@@ -36,6 +36,9 @@ struct SourceOptions {
   int64_t steps = 0;          // global steps the run trains (read-ahead stops there); 0 = no end
 };
 
+// The name of each source's read-ahead thread.
+inline constexpr char kIoThreadName[] = "tessera-io";
+
 class Hdf5Source final : public BatchSource {
  public:
   // Read-ahead beyond this many batches buys nothing once the I/O thread keeps up.
