@@ -10,21 +10,16 @@
 
 #include "core/error.h"
 #include "io/files.h"
+#include "io/gz_file.h"
 #include "io/h5.h"
 
 namespace tessera {
 
 namespace {
 
-struct GzClose {
-  void operator()(gzFile_s* f) const { gzclose(f); }
-};
-using Gz = std::unique_ptr<gzFile_s, GzClose>;
-
 class IdxReader {
  public:
-  explicit IdxReader(const std::string& path) : path_(path), f_(gzopen(path.c_str(), "rb")) {
-    if (!f_) throw DataError("cannot open " + path + ": no such file");
+  explicit IdxReader(const std::string& path) : f_(path) {
     unsigned char magic[4];
     read_exact(magic, 4, "the 4-byte IDX magic");
     if (magic[0] != 0 || magic[1] != 0 || magic[2] != 0x08 || magic[3] < 1 || magic[3] > 4) {
@@ -37,19 +32,10 @@ class IdxReader {
     }
   }
   const std::vector<int64_t>& dims() const { return dims_; }
-  void read_exact(unsigned char* out, int64_t n, const char* what) {
-    const int got = gzread(f_.get(), out, static_cast<unsigned>(n));
-    if (got != n) {
-      throw DataError(path_ + " byte " + std::to_string(offset_ + std::max(got, 0)) + ": file ends early while reading " +
-                      what + " (truncated or corrupt download?)");
-    }
-    offset_ += n;
-  }
+  void read_exact(unsigned char* out, int64_t n, const char* what) { f_.read_exact(out, n, what); }
 
  private:
-  std::string path_;
-  Gz f_;
-  int64_t offset_ = 0;
+  GzFile f_;
   std::vector<int64_t> dims_;
 };
 

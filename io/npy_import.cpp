@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "io/files.h"
 #include "io/h5.h"
+#include "io/gz_file.h"
 #include "io/row_appender.h"
 #include "io/table_import.h"
 
@@ -19,14 +20,9 @@ namespace tessera {
 
 namespace {
 
-struct GzClose {
-  void operator()(gzFile_s* f) const { gzclose(f); }
-};
-
 class NpyReader {
  public:
-  explicit NpyReader(const std::string& path) : path_(path), f_(gzopen(path.c_str(), "rb")) {
-    if (!f_) throw DataError("cannot open " + path + ": no such file or not readable");
+  explicit NpyReader(const std::string& path) : path_(path), f_(path) {
     unsigned char pre[10];
     read(pre, 8, "the NPY magic and version");
     if (std::memcmp(pre, "\x93NUMPY", 6) != 0) throw DataError(path + " byte 0: not an NPY file (magic \\x93NUMPY expected)");
@@ -63,14 +59,7 @@ class NpyReader {
   }
 
  private:
-  void read(unsigned char* out, int64_t n, const char* what) {
-    const int got = gzread(f_.get(), out, static_cast<unsigned>(n));
-    if (got != n) {
-      throw DataError(path_ + " byte " + std::to_string(offset_ + std::max(got, 0)) + ": file ends early while reading " +
-                      what + " (truncated?)");
-    }
-    offset_ += n;
-  }
+  void read(unsigned char* out, int64_t n, const char* what) { f_.read_exact(out, n, what); }
   std::string field(const std::string& h, const std::string& key) {
     const size_t k = h.find("'" + key + "'");
     if (k == std::string::npos) throw DataError(path_ + ": NPY header lacks '" + key + "': " + h);
@@ -114,8 +103,7 @@ class NpyReader {
   }
 
   std::string path_;
-  std::unique_ptr<gzFile_s, GzClose> f_;
-  int64_t offset_ = 0;
+  GzFile f_;
   char kind_ = 'f';
   int size_ = 4;
   std::vector<int64_t> shape_;

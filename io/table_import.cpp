@@ -13,23 +13,17 @@
 #include "core/error.h"
 #include "io/files.h"
 #include "io/h5.h"
+#include "io/gz_file.h"
 #include "io/row_appender.h"
 
 namespace tessera {
 
 namespace {
 
-struct GzClose {
-  void operator()(gzFile_s* f) const { gzclose(f); }
-};
-
 // Lines of a text file (gzip'd or plain), without the line end; counts lines from 1.
 class LineReader {
  public:
-  explicit LineReader(const std::string& path) : path_(path), f_(gzopen(path.c_str(), "rb")) {
-    if (!f_) throw DataError("cannot open " + path + ": no such file or not readable");
-    gzbuffer(f_.get(), 1 << 18);
-  }
+  explicit LineReader(const std::string& path) : path_(path), f_(path) {}
   bool next(std::string& line) {
     line.clear();
     char buf[1 << 16];
@@ -56,7 +50,7 @@ class LineReader {
 
  private:
   std::string path_;
-  std::unique_ptr<gzFile_s, GzClose> f_;
+  GzFile f_;
   int64_t line_ = 0;
 };
 
