@@ -102,6 +102,28 @@ struct Block {
 
 int64_t block_rows(int64_t features) { return std::clamp<int64_t>((int64_t{16} << 20) / (4 * features), 1, 4096); }
 
+// Writes the rows next_row produces (it fills one row's features x and label y and returns
+// true, or returns false at the end of the input) into a new HDF5 file at `out`, committed only
+// once every row is read and written.
+template <class NextRow>
+int64_t write_streamed(const std::string& input, const std::string& out, int64_t features, int64_t chunk_rows,
+                       NextRow next_row) {
+  int64_t rows = 0;
+  atomic_write_with(out, [&](const std::string& tmp) {
+    h5::Handle f = h5::create(tmp);
+    RowAppender app(f, tmp, features, 1, H5T_IEEE_F64LE, chunk_rows);
+    Block block(features, block_rows(features));
+    while (next_row(block.row(), block.y[static_cast<size_t>(block.n)])) {
+      if (++block.n == block.capacity) block.flush(app);
+      ++rows;
+    }
+    block.flush(app);
+    if (rows == 0) throw DataError(input + ": no data rows");
+    h5::write_string_attr(f, "source", input);
+  });
+  return rows;
+}
+
 }  // namespace
 
 int64_t import_csv(const CsvImportOptions& opt) {
@@ -133,42 +155,31 @@ int64_t import_csv(const CsvImportOptions& opt) {
     }
   }
   const int64_t features = columns - 1;
-  int64_t rows = 0;
-  atomic_write_with(opt.out, [&](const std::string& tmp) {
-    h5::Handle f = h5::create(tmp);
-    RowAppender out(f, tmp, features, 1, H5T_IEEE_F64LE, opt.chunk_rows);
-    Block block(features, block_rows(features));
-    bool pending = !opt.header;  // the first line is already in `fields` when it is data
-    for (;;) {
-      if (!pending) {
-        if (!in.next(line)) break;
-        if (trim(line).empty()) continue;
-        split(line, opt.delimiter, fields);
-      }
-      pending = false;
-      if (static_cast<int64_t>(fields.size()) != columns) {
-        throw DataError(in.where() + ": " + std::to_string(fields.size()) + " fields, expected " +
-                        std::to_string(columns) + " (as on line 1)");
-      }
-      float* x = block.row();
-      for (int64_t c = 0, j = 0; c < columns; ++c) {
-        const double v = number(fields[c], in, [&] {
-          return "column " + std::to_string(c) + (opt.header ? " '" + names[c] + "'" : "");
-        });
-        if (c == label) {
-          block.y[block.n] = v;
-        } else {
-          x[j++] = static_cast<float>(v);
-        }
-      }
-      if (++block.n == block.capacity) block.flush(out);
-      ++rows;
+  bool pending = !opt.header;  // the first line is already in `fields` when it is data
+  return write_streamed(opt.input, opt.out, features, opt.chunk_rows, [&](float* x, double& y) {
+    if (!pending) {
+      do {
+        if (!in.next(line)) return false;
+      } while (trim(line).empty());
+      split(line, opt.delimiter, fields);
     }
-    block.flush(out);
-    if (rows == 0) throw DataError(opt.input + ": no data rows");
-    h5::write_string_attr(f, "source", opt.input);
+    pending = false;
+    if (static_cast<int64_t>(fields.size()) != columns) {
+      throw DataError(in.where() + ": " + std::to_string(fields.size()) + " fields, expected " +
+                      std::to_string(columns) + " (as on line 1)");
+    }
+    for (int64_t c = 0, j = 0; c < columns; ++c) {
+      const double v = number(fields[c], in, [&] {
+        return "column " + std::to_string(c) + (opt.header ? " '" + names[c] + "'" : "");
+      });
+      if (c == label) {
+        y = v;
+      } else {
+        x[j++] = static_cast<float>(v);
+      }
+    }
+    return true;
   });
-  return rows;
 }
 
 int64_t import_libsvm(const LibsvmImportOptions& opt) {
@@ -176,49 +187,39 @@ int64_t import_libsvm(const LibsvmImportOptions& opt) {
   LineReader in(opt.input);
   std::string line;
   std::vector<std::string_view> tokens;
-  int64_t rows = 0;
-  atomic_write_with(opt.out, [&](const std::string& tmp) {
-    h5::Handle f = h5::create(tmp);
-    RowAppender out(f, tmp, opt.features, 1, H5T_IEEE_F64LE, opt.chunk_rows);
-    Block block(opt.features, block_rows(opt.features));
-    while (in.next(line)) {
+  return write_streamed(opt.input, opt.out, opt.features, opt.chunk_rows, [&](float* x, double& y) {
+    do {
+      if (!in.next(line)) return false;
       std::string_view text(line);
       text = text.substr(0, text.find('#'));  // comments
       split(trim(text), ' ', tokens);
       tokens.erase(std::remove(tokens.begin(), tokens.end(), std::string_view()), tokens.end());
-      if (tokens.empty()) continue;
-      block.y[block.n] = number(tokens[0], in, [] { return std::string("label"); });
-      float* x = block.row();
-      std::fill(x, x + opt.features, 0.0f);
-      int64_t last = 0;
-      for (size_t t = 1; t < tokens.size(); ++t) {
-        const size_t colon = tokens[t].find(':');
-        int64_t index = 0;
-        const char* b = tokens[t].data();
-        const auto [end, ec] = std::from_chars(b, b + (colon == std::string_view::npos ? 0 : colon), index);
-        if (colon == std::string_view::npos || ec != std::errc() || end != b + colon) {
-          throw DataError(in.where() + ": '" + std::string(tokens[t]) + "' is not index:value");
-        }
-        if (index < 1 || index > opt.features) {
-          throw DataError(in.where() + ": feature index " + std::to_string(index) + " outside 1.." +
-                          std::to_string(opt.features) + " (LIBSVM indices are 1-based; raise --features?)");
-        }
-        if (index <= last) {
-          throw DataError(in.where() + ": feature index " + std::to_string(index) + " after " + std::to_string(last) +
-                          " (indices must increase along a line)");
-        }
-        last = index;
-        x[index - 1] = static_cast<float>(
-            number(tokens[t].substr(colon + 1), in, [&] { return "feature " + std::to_string(index); }));
+    } while (tokens.empty());
+    y = number(tokens[0], in, [] { return std::string("label"); });
+    std::fill(x, x + opt.features, 0.0f);
+    int64_t last = 0;
+    for (size_t t = 1; t < tokens.size(); ++t) {
+      const size_t colon = tokens[t].find(':');
+      int64_t index = 0;
+      const char* b = tokens[t].data();
+      const auto [end, ec] = std::from_chars(b, b + (colon == std::string_view::npos ? 0 : colon), index);
+      if (colon == std::string_view::npos || ec != std::errc() || end != b + colon) {
+        throw DataError(in.where() + ": '" + std::string(tokens[t]) + "' is not index:value");
       }
-      if (++block.n == block.capacity) block.flush(out);
-      ++rows;
+      if (index < 1 || index > opt.features) {
+        throw DataError(in.where() + ": feature index " + std::to_string(index) + " outside 1.." +
+                        std::to_string(opt.features) + " (LIBSVM indices are 1-based; raise --features?)");
+      }
+      if (index <= last) {
+        throw DataError(in.where() + ": feature index " + std::to_string(index) + " after " + std::to_string(last) +
+                        " (indices must increase along a line)");
+      }
+      last = index;
+      x[index - 1] = static_cast<float>(
+          number(tokens[t].substr(colon + 1), in, [&] { return "feature " + std::to_string(index); }));
     }
-    block.flush(out);
-    if (rows == 0) throw DataError(opt.input + ": no data rows");
-    h5::write_string_attr(f, "source", opt.input);
+    return true;
   });
-  return rows;
 }
 
 }  // namespace tessera
