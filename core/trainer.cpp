@@ -234,9 +234,17 @@ TrainSummary Trainer::run(FlatBuffer& params, const TrainState& start) {
   double interval[3] = {start.interval[0], start.interval[1], start.interval[2]};
   int64_t step = start.step;
   int64_t evaluated_at = start.evaluated_at;
-  int64_t interval_steps = static_cast<int64_t>(start.interval[2]) / batch;  // skipped steps excluded
-  auto read_so_far = [&] { return train_.bytes_read() + (validation_ ? validation_->bytes_read() : 0); };
-  int64_t bytes_at_line = read_so_far();
+  // Steps run since interval_start: after a resume the loss sums continue the interrupted
+  // interval, but the rate counts only what this process ran in the time it measured.
+  int64_t interval_steps = 0;
+  skipped_ = start.skipped_steps;
+  // Every source's reads since it was opened (the read-ahead may have started before run()).
+  auto read_so_far = [&] {
+    int64_t n = train_.bytes_read() + (validation_ ? validation_->bytes_read() : 0);
+    for (const auto& [name, source] : eval_sets_) n += source->bytes_read();
+    return n;
+  };
+  int64_t bytes_at_line = 0;
   times_ = {};
   for (int64_t epoch = step / per_epoch; epoch < cfg_.train.epochs && step < total; ++epoch) {
     for (int64_t s = step % per_epoch; s < per_epoch && step < total; ++s) {
@@ -291,6 +299,7 @@ TrainSummary Trainer::run(FlatBuffer& params, const TrainState& start) {
         std::copy_n(interval, 3, st.interval);
         st.last_loss = summary.last_loss;
         st.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        st.skipped_steps = skipped_;
         checkpoint_(st);
       }
     }

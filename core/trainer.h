@@ -51,6 +51,7 @@ struct TrainState {
   double interval[3] = {0, 0, 0};     // loss sum, correct, rows since the last training line
   double last_loss = 0.0;             // mean loss of the last training line
   double elapsed_s = 0.0;             // training seconds before this state (time_s continues)
+  int64_t skipped_steps = 0;          // steps skipped so far (train.non_finite = "skip")
 };
 
 // DataError unless `rows` training rows fill at least one global batch (the message names the

@@ -77,6 +77,7 @@ std::string meta_toml(const CheckpointMeta& m) {
      << "interval_rows = " << hex_double(m.state.interval[2]) << "\n"
      << "last_loss = " << hex_double(m.state.last_loss) << "\n"
      << "elapsed_s = " << hex_double(m.state.elapsed_s) << "\n"
+     << "skipped_steps = " << m.state.skipped_steps << "\n"
      << "optimizer = " << json_quote(m.optimizer) << "\n"
      << "optimizer_updates = " << m.optimizer_updates << "\n"
      << "metrics_lines = " << m.metrics_lines << "\n"
@@ -132,6 +133,7 @@ CheckpointMeta parse_meta(const std::string& text, const std::string& where) {
   m.state.interval[2] = real("interval_rows");
   m.state.last_loss = real("last_loss");
   m.state.elapsed_s = real("elapsed_s");
+  m.state.skipped_steps = integer("skipped_steps");
   m.optimizer = text_of("optimizer");
   m.optimizer_updates = integer("optimizer_updates");
   m.metrics_lines = integer("metrics_lines");

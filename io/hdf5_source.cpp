@@ -55,7 +55,10 @@ int64_t Hdf5Source::staging_bytes() const {
 
 int64_t Hdf5Source::resident_bytes() const {
   const int64_t range = opt_.range_rows > 0 ? opt_.range_rows : slice_.size();
-  return depth_ * slot_bytes(slice_.size(), data_->features(), data_->label_columns()) + staging_bytes() +
+  // A source with no read-ahead budget (evaluation) only reads ranges on the calling thread:
+  // it never allocates the staging buffers.
+  const int64_t staging = opt_.memory_budget_bytes > 0 ? staging_bytes() : 0;
+  return depth_ * slot_bytes(slice_.size(), data_->features(), data_->label_columns()) + staging +
          slot_bytes(range, data_->features(), data_->label_columns()) + data_->cache_bytes();
 }
 

@@ -95,14 +95,16 @@ StartPoint find_start(const StartRequest& req, const TrainConfig& cfg, const Res
   sp.m = c.m;
   sp.v = c.v;
   std::error_code ec;
-  sp.in_place = fs::equivalent(fs::path(c.dir).parent_path().parent_path(), dir, ec);
+  fs::path ck = fs::path(c.dir).lexically_normal();
+  if (!ck.has_filename()) ck = ck.parent_path();  // "run/checkpoints/step-000005/"
+  sp.in_place = fs::equivalent(ck.parent_path().parent_path(), dir, ec);
   sp.metrics_lines = sp.in_place ? c.meta.metrics_lines : 0;
   return sp;
 }
 
 void share_start(StartPoint& sp, FlatBuffer& params, int64_t m_count, int64_t v_count, Communicator& comm) {
   struct Header {
-    int64_t step, evaluated_at, resumed, in_place, have_optimizer, updates, metrics_lines;
+    int64_t step, evaluated_at, resumed, in_place, have_optimizer, updates, metrics_lines, skipped_steps;
     double interval[3], last_loss, elapsed_s;
   } h{};
   if (comm.rank() == 0) {
@@ -112,7 +114,7 @@ void share_start(StartPoint& sp, FlatBuffer& params, int64_t m_count, int64_t v_
                         " + " + std::to_string(v_count) + " (optimizer.kind or momentum differ)");
     }
     h = {sp.state.step, sp.state.evaluated_at, sp.resumed, sp.in_place, sp.have_optimizer, sp.optimizer_updates,
-         sp.metrics_lines, {sp.state.interval[0], sp.state.interval[1], sp.state.interval[2]}, sp.state.last_loss,
+         sp.metrics_lines, sp.state.skipped_steps, {sp.state.interval[0], sp.state.interval[1], sp.state.interval[2]}, sp.state.last_loss,
          sp.state.elapsed_s};
   }
   comm.broadcast(std::as_writable_bytes(std::span<Header>(&h, 1)), 0);
@@ -121,6 +123,7 @@ void share_start(StartPoint& sp, FlatBuffer& params, int64_t m_count, int64_t v_
   std::copy_n(h.interval, 3, sp.state.interval);
   sp.state.last_loss = h.last_loss;
   sp.state.elapsed_s = h.elapsed_s;
+  sp.state.skipped_steps = h.skipped_steps;
   sp.resumed = h.resumed != 0;
   sp.in_place = h.in_place != 0;
   sp.have_optimizer = h.have_optimizer != 0;

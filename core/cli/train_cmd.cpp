@@ -161,12 +161,13 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   // data.memory_budget_mb bounds all resident data of this rank: a quarter for HDF5's chunk
   // caches (only compressed or odd layouts use them), the rest for batches and read-ahead.
   const int64_t budget = cfg.data.memory_budget_mb << 20;
-  const size_t cache = static_cast<size_t>(budget / 4);
-  auto train_data = std::make_shared<Hdf5Dataset>(cfg.data.train, cfg.data.features, cfg.data.labels,
-                                                  cfg.data.validation.empty() ? cache : cache / 2);
+  // The cache quarter is shared equally by the training, validation and extra evaluation sets.
+  const size_t cache = static_cast<size_t>(budget / 4) /
+                       (1 + (cfg.data.validation.empty() ? 0 : 1) + cfg.data.extra_validation.size());
+  auto train_data = std::make_shared<Hdf5Dataset>(cfg.data.train, cfg.data.features, cfg.data.labels, cache);
   std::shared_ptr<Hdf5Dataset> val_data;
   if (!cfg.data.validation.empty()) {
-    val_data = std::make_shared<Hdf5Dataset>(cfg.data.validation, cfg.data.features, cfg.data.labels, cache / 2);
+    val_data = std::make_shared<Hdf5Dataset>(cfg.data.validation, cfg.data.features, cfg.data.labels, cache);
     if (val_data->features() != train_data->features() ||
         val_data->label_columns() != train_data->label_columns()) {
       throw DataError(cfg.data.validation[0] + ": validation data has " + std::to_string(val_data->features()) +
@@ -177,7 +178,7 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   }
   std::vector<std::pair<std::string, std::shared_ptr<Hdf5Dataset>>> extra_data;
   for (const auto& [name, files] : cfg.data.extra_validation) {
-    auto d = std::make_shared<Hdf5Dataset>(files, cfg.data.features, cfg.data.labels);
+    auto d = std::make_shared<Hdf5Dataset>(files, cfg.data.features, cfg.data.labels, cache);
     if (d->features() != train_data->features() || d->label_columns() != train_data->label_columns()) {
       throw DataError(files[0] + ": evaluation set '" + name + "' has " + std::to_string(d->features()) +
                       " features and " + std::to_string(d->label_columns()) + " label columns; training data has " +
@@ -242,6 +243,7 @@ int train_command(const std::vector<std::string>& argv, Communicator& comm) {
   std::unique_ptr<Hdf5Source> validation;
   SourceOptions vo = so;
   vo.steps = 0;
+  vo.memory_budget_bytes = 0;  // evaluation reads ranges on the calling thread: no read-ahead ring
   vo.range_rows = eval_batch_rows(cfg.train.batch_size, comm.size());
   if (val_data) validation = std::make_unique<Hdf5Source>(val_data, vo);
   std::vector<std::unique_ptr<Hdf5Source>> extra;
