@@ -34,22 +34,7 @@ int checkpoint_command(const std::vector<std::string>& argv, Communicator& comm)
     return 0;
   }
   if (args.positional().empty()) throw ConfigError(std::string("no PATH given\n") + kInspectUsage);
-  int code = 0;
-  if (comm.rank() == 0) {
-    for (const std::string& p : args.positional()) {
-      try {
-        bool ok = true;
-        std::printf("%s", inspect_checkpoint(p, &ok).c_str());
-        if (!ok) code = std::max(code, static_cast<int>(kExitCheckpoint));
-      } catch (const Error& e) {
-        std::printf("%s\n  error: %s\n", p.c_str(), e.what());
-        code = std::max(code, e.code());
-      }
-    }
-    std::fflush(stdout);
-  }
-  comm.barrier();
-  return code;
+  return report_each(comm, args.positional(), inspect_checkpoint);
 }
 
 }  // namespace tessera::cli

@@ -2,6 +2,7 @@
 // tessera::Error for failures (main turns them into one error line and stops every rank).
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,5 +23,11 @@ int set_threads(int64_t requested, const Communicator& comm);
 
 // Prints on rank 0 only.
 void say(const Communicator& comm, const std::string& line);
+
+// Collective. Rank 0 prints report(path, &ok) for every path, even after a bad one, and returns
+// the worst exit code: an Error's code, or kExitCheckpoint where ok came back false (a
+// verification failed). Other ranks return 0.
+int report_each(Communicator& comm, const std::vector<std::string>& paths,
+                const std::function<std::string(const std::string&, bool*)>& report);
 
 }  // namespace tessera::cli

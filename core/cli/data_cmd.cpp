@@ -164,23 +164,7 @@ int inspect(const std::vector<std::string>& argv, Communicator& comm) {
     return 0;
   }
   if (args.positional().empty()) throw ConfigError(std::string("no file given\n") + kInspectUsage);
-  // Every file is reported even when an earlier one is bad; the exit code tells the worst.
-  int code = 0;
-  if (comm.rank() == 0) {
-    for (const std::string& f : args.positional()) {
-      try {
-        bool verified = true;
-        std::printf("%s", inspect_file(f, &verified).c_str());
-        if (!verified) code = std::max(code, static_cast<int>(kExitCheckpoint));
-      } catch (const Error& e) {
-        std::printf("%s\n  error: %s\n", f.c_str(), e.what());
-        code = std::max(code, e.code());
-      }
-    }
-    std::fflush(stdout);
-  }
-  comm.barrier();
-  return code;
+  return report_each(comm, args.positional(), inspect_file);
 }
 
 }  // namespace

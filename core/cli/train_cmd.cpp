@@ -123,6 +123,26 @@ int set_threads(int64_t requested, const Communicator& comm) {
   return threads;
 }
 
+int report_each(Communicator& comm, const std::vector<std::string>& paths,
+                const std::function<std::string(const std::string&, bool*)>& report) {
+  int code = 0;
+  if (comm.rank() == 0) {
+    for (const std::string& p : paths) {
+      try {
+        bool ok = true;
+        std::printf("%s", report(p, &ok).c_str());
+        if (!ok) code = std::max(code, static_cast<int>(kExitCheckpoint));
+      } catch (const Error& e) {
+        std::printf("%s\n  error: %s\n", p.c_str(), e.what());
+        code = std::max(code, e.code());
+      }
+    }
+    std::fflush(stdout);
+  }
+  comm.barrier();
+  return code;
+}
+
 void say(const Communicator& comm, const std::string& line) {
   if (comm.rank() == 0) {
     std::printf("%s\n", line.c_str());
