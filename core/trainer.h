@@ -32,8 +32,8 @@ struct TrainSummary {
 };
 
 // Test-only fault injection (tests/cli/guard_test.sh), set by the CLI from the environment
-// variable TESSERA_TEST_FAULT=KIND:RANK:STEP; never used by normal runs. KIND "nan" poisons one
-// gradient of rank RANK at step STEP; "extra_collective" makes that rank issue one allreduce the
+// variable TESSERA_TEST_FAULT=KIND:RANK:STEP; never used by normal runs. KIND "nan" poisons the
+// loss gradient of rank RANK at step STEP (backward carries it into the weight gradients); "extra_collective" makes that rank issue one allreduce the
 // others do not; "other_op" makes it reduce with another operation where the others sum the
 // same number of bytes.
 struct TestFault {
