@@ -2,7 +2,7 @@
 """Step time of the reference MLP (784-1024-1024-10, global batch 256) with overlapped bucketed
 reduction against reduction after backward, and the communication left exposed.
 
-usage: overlap.py [--tessera build/tessera] [--ranks 2] [--steps 200] [--repeats 3] [--bucket-mb 4]
+usage: overlap.py [--tessera build/tessera] [--ranks 2] [--steps 200] [--repeats 3] [--bucket-mb 0.5]
 
 Runs alternate (on, off, on, off, ...) so that machine noise hits both alike. Figures are medians
 over the log intervals after the first 20 steps of every run: step time = batch / samples_per_s,
@@ -40,7 +40,7 @@ def main():
     ap.add_argument("--ranks", type=int, default=2)
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--bucket-mb", type=float, default=4)
+    ap.add_argument("--bucket-mb", type=float, default=0.5)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as work:
         data = os.path.join(work, "mlp.h5")
