@@ -98,7 +98,9 @@ void GradReducer::block_final(const float* m, int64_t ld, int64_t r0, int64_t r1
   }
   const int64_t offset = static_cast<int64_t>((at - base) / sizeof(float));
   for (int l = 0; l < spec_.layers(); ++l) {
-    const bool weight = offset == spec_.weight_offset(l), bias = offset == spec_.bias_offset(l);
+    const size_t u = static_cast<size_t>(first_unit_[static_cast<size_t>(l)]);
+    const bool weight = offset == units_[u].offset;  // a layer's first unit starts at its weights
+    const bool bias = offset == units_[u].offset + spec_.sizes[static_cast<size_t>(l)] * spec_.sizes[static_cast<size_t>(l) + 1];
     if (!weight && !bias) continue;
     // Checked before it is counted, so a piece whose units are all reported is all checked.
     if (block_non_finite(m, ld, r0, r1, c0, c1)) tile_non_finite_.store(true, std::memory_order_relaxed);
