@@ -78,7 +78,6 @@ Trainer::StepStats Trainer::non_finite(int64_t step, bool mine) {
 Trainer::StepStats Trainer::step(FlatBuffer& params, int64_t epoch, int64_t step_in_epoch, int64_t step) {
   const ModelSpec& spec = model_.spec();
   const double scale = 1.0 / static_cast<double>(cfg_.train.batch_size);
-  step_ = step;
   comm_.set_step(step);
   const Clock::time_point t0 = Clock::now();
   const Batch b = train_.next(epoch, step_in_epoch);
