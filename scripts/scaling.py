@@ -16,8 +16,8 @@ The cost model (assumptions, also in README "Scaling"):
     from the strong N = 1 run (it includes reading the rows from HDF5).
   * Communication is fully exposed (no credit for overlap): conservative where backward hides
     part of it.
-  * Gradients go in tessera's buckets (distributed.bucket_mb = 4: whole layers, last first) and
-    pieces of at most 4 MiB. A piece of b bytes >= 64 KiB is a ring allreduce:
+  * Gradients go in tessera's pieces (distributed.bucket_mb = 0.5: blocks of 256 weight-gradient
+    rows, last layer first) and messages of at most 4 MiB. A piece of b bytes >= 64 KiB is a ring allreduce:
     2 (N-1) alpha + 2 (N-1)/N b beta; smaller messages and the per-step stats reduction take
     ceil(log2 N) (alpha_small + b beta) (recursive doubling).
   * alpha, beta from build/bench/collective_bench at N = 2 on this machine (shared memory):
@@ -40,17 +40,32 @@ RING_MIN = 64 << 10
 PIECE = 4 << 20
 
 
-def pieces(bucket_mb=4.0):
-    """Bytes of every message one step's gradient reduction sends, in tessera's order."""
-    layer_bytes = [4 * (SIZES[l + 1] * SIZES[l] + SIZES[l + 1]) for l in range(len(SIZES) - 1)]
-    buckets, acc = [], 0
-    for l in reversed(range(len(layer_bytes))):
-        acc += layer_bytes[l]
-        if acc >= bucket_mb * (1 << 20) or l == 0:
-            buckets.append(acc)
-            acc = 0
+def pieces(bucket_mb=0.5, tile_rows=256):
+    """Bytes of every message one step's gradient reduction sends, in tessera's order: blocks of
+    tile_rows weight-gradient rows (the bias with the last), last layer first, joined within a
+    layer (or with an adjacent one-block layer) until a piece holds bucket_mb MiB (GradReducer)."""
+    units = []  # (offset, bytes) in the order backward finishes them
+    offsets = [0]
+    for l in range(len(SIZES) - 1):
+        offsets.append(offsets[-1] + 4 * (SIZES[l + 1] * SIZES[l] + SIZES[l + 1]))
+    for l in reversed(range(len(SIZES) - 1)):
+        fin, fout = SIZES[l], SIZES[l + 1]
+        for r in range(0, fout, tile_rows):
+            rows = min(tile_rows, fout - r)
+            units.append((offsets[l] + 4 * r * fin, 4 * (rows * fin + (fout if r + rows == fout else 0))))
+    merged, i = [], 0
+    while i < len(units):
+        start, size = units[i]
+        i += 1
+        while i < len(units) and size < bucket_mb * (1 << 20):
+            o, b = units[i]
+            if o != start + size and o + b != start:
+                break
+            start, size = min(start, o), size + b
+            i += 1
+        merged.append(size)
     out = []
-    for b in buckets:
+    for b in merged:
         while b > 0:
             out.append(min(b, PIECE))
             b -= PIECE
