@@ -331,15 +331,34 @@ struct MpiCommunicator::Guard {
       answer_queries();
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    std::ostringstream silent, elsewhere, same;
-    int n_silent = 0, n_elsewhere = 0;
+    // Replies that never came stay posted into `where`, which dies with this frame: cancelled, so
+    // a late reply (the stopped rank resumed) is not written into freed memory. The 8-byte
+    // queries went eagerly; their requests are only released (a send may not be cancellable).
+    for (size_t i = 0; i < asks.size(); ++i) {
+      if (asks[i] == MPI_REQUEST_NULL) continue;
+      if (i % 2 == 0) {
+        MPI_Cancel(&asks[i]);
+        MPI_Wait(&asks[i], MPI_STATUS_IGNORE);
+      } else {
+        MPI_Request_free(&asks[i]);
+      }
+    }
+    std::ostringstream silent, elsewhere, behind_or_ahead;
+    int n_silent = 0, n_elsewhere = 0, n_other = 0;
     for (int p = 0; p < size; ++p) {
       if (p == rank) continue;
       const int64_t* w = &where[static_cast<size_t>(p) * 4];
       if (w[0] < 0) {
         silent << (n_silent++ ? "," : "") << p;
-      } else if (w[0] != mine.seq || w[1] != mine.kind || w[2] != mine.count) {
+      } else if (w[0] == mine.seq && (w[1] != mine.kind || w[2] != mine.count)) {
         elsewhere << (n_elsewhere++ ? "; " : "") << "rank " << p << " waits in " << describe({w[0], w[1], w[2], w[3]});
+      } else if (w[0] != mine.seq) {
+        // Sums of a step are in flight together and complete on each rank at its own pace (a
+        // stopped rank can block one rank's send and not another's), so a rank that answers from
+        // another position of the sequence is no evidence of a mismatch; the same position with
+        // another operation or size is.
+        behind_or_ahead << "; rank " << p << " waits in " << describe({w[0], w[1], w[2], w[3]});
+        ++n_other;
       }
     }
     std::ostringstream msg;
@@ -353,7 +372,8 @@ struct MpiCommunicator::Guard {
           << " did not arrive and do not answer (stopped, killed, hung, or computing for longer than the timeout)";
     }
     if (n_elsewhere > 0) msg << "; " << elsewhere.str() << " (ranks issued different collectives: a tessera bug)";
-    if (n_silent == 0 && n_elsewhere == 0) msg << "; every rank answers from the same collective (the MPI transport is stuck)";
+    if (n_other > 0) msg << behind_or_ahead.str() << " (another collective of the same sequence, still in flight)";
+    if (n_silent == 0 && n_elsewhere == 0) msg << "; every rank answers from the same sequence of collectives (the MPI transport is stuck)";
     throw CommError(msg.str());
   }
 };

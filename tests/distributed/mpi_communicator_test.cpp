@@ -5,12 +5,14 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <span>
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/error.h"
@@ -192,6 +194,38 @@ TEST_F(Mpi, SequenceHashAgreesAndTracksOperations) {
   std::vector<int64_t> m(4, 1);
   comm().allreduce_max(m);  // same size, another operation: another hash
   EXPECT_NE(h1, comm().sequence_hash());
+}
+
+// A rank that stops after posting a sum (as SIGSTOP does mid-step) can leave the others at
+// different sums of the same sequence: rank 0, whose broadcast of the 32 KB sum to rank 1 cannot
+// finish, still waits in the first while the others wait in the second. The timeout names the
+// stopped rank and must not call the others' positions a mismatched collective. Rank 1 then
+// wakes, and every sum completes (an abandoned wait leaves nothing that writes into freed memory).
+TEST_F(Mpi, TimeoutWithSumsInFlightNamesTheStoppedRankNotAMismatch) {
+  if (size() < 3) GTEST_SKIP() << "needs two ranks besides the stopped one";
+  std::vector<float> a(8000, 1.0f), b(100, 2.0f);  // a: one MPI_Iallreduce, above the eager limit
+  comm().start_allreduce_sum(a);
+  if (rank() == 1) {
+    std::this_thread::sleep_for(std::chrono::seconds(4));  // stopped: no MPI call at all
+    comm().start_allreduce_sum(b);
+    comm().wait_all();
+  } else {
+    comm().start_allreduce_sum(b);
+    comm().set_timeout(1);
+    std::string msg;
+    try {
+      comm().wait_all();
+    } catch (const CommError& e) {
+      msg = e.what();
+    }
+    EXPECT_NE(msg.find("rank(s) 1 did not arrive"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find("different collectives"), std::string::npos) << msg;
+    comm().set_timeout(60);
+    comm().wait_all();
+  }
+  comm().set_timeout(300);
+  EXPECT_EQ(a[0], static_cast<float>(size()));
+  EXPECT_EQ(b[0], static_cast<float>(2 * size()));
 }
 
 // On ranks other than 0: print only failures, prefixed with the rank.
