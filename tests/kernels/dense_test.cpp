@@ -486,14 +486,17 @@ TEST(Dense, StepAllocationsBoundedAndConstant) {
   for (const Shape s : kAllocShapes) {
     const DenseInputs<float> d(s);
     DenseRun<float> r = d.run();
-    const int64_t tr = onednn ? kOneDnnTileRows : kTileRows;
-    const int64_t tc = onednn ? kOneDnnTileCols : kTileCols;
-    const auto tiles = [&](int64_t m, int64_t n) {
+    const auto tiles = [](int64_t m, int64_t n, int64_t tr, int64_t tc) {
       return ((m + tr - 1) / tr) * ((n + tc - 1) / tc);
     };
     // forward + fused-relu forward + dw + dx tiles of one counted step.
     const int64_t step_tiles =
-        2 * tiles(s.n, s.out) + tiles(s.out, s.in) + tiles(s.n, s.in);
+        onednn ? 2 * tiles(s.n, s.out, kOneDnnForwardTileRows, kOneDnnRowTileCols) +
+                     tiles(s.out, s.in, kOneDnnDwTileRows, kOneDnnRowTileCols) +
+                     tiles(s.n, s.in, kOneDnnTileRows, kOneDnnTileCols)
+               : 2 * tiles(s.n, s.out, kTileRows, kTileCols) +
+                     tiles(s.out, s.in, kTileRows, kTileCols) +
+                     tiles(s.n, s.in, kTileRows, kTileCols);
     for (int threads : {1, 2}) {
       std::vector<int64_t> counts;
       with_threads(threads, [&] {
