@@ -10,20 +10,20 @@ namespace tessera::kernels {
 // Output tiles of the Eigen engine's products: 128 rows x 256 columns (see dense.cpp for why).
 inline constexpr int64_t kTileRows = 128;
 inline constexpr int64_t kTileCols = 256;
-// Output tiles of the oneDNN engine. Block tiles, 256 x 512, for dX and the bf16 products: 256
-// rows halve how often each tile repacks the shared operand against 128 (+5-10% GFLOP/s on the
-// 1024-wide layers, bench/dense_bench). 512 columns rather than 256, measured on the 1024-wide
-// products one tile call after another (best of 60, float / bf16): forward +3% / +8%, dX +3% /
-// +7%, dW +14% / +6%. A batch of 256 (or 128) rows is still two tiles of a 1024-wide output, so
-// two threads have work.
+// Output tiles of the oneDNN engine. Block tiles, 256 x 512, for the forward and dX products and
+// every bf16 product: 256 rows halve how often each tile repacks the shared operand against 128
+// (+5-10% GFLOP/s on the 1024-wide layers, bench/dense_bench), 512 columns rather than 256
+// measured +3% (forward, dX) to +14% (dW) float; a batch of 256 (or 128) rows is still two
+// tiles of a 1024-wide output, so two threads have work. oneDNN 2.6 runs its brgemm kernel only
+// on a dense destination and a column block of a wider output is not one, so a float tile
+// narrower than its output is computed into a dense block its thread owns and copied out
+// (with dX's relu mask) while in cache: +4-6% GFLOP/s per product measured alone; inside the
+// 1-core training step the forward products took 5% less time, dX the same (gemm_onednn.cpp).
 inline constexpr int64_t kOneDnnTileRows = 256;
 inline constexpr int64_t kOneDnnTileCols = 512;
-// Row tiles for the float forward and dW products: rows of the output spanning all its columns
-// (up to kOneDnnRowTileCols). A destination whose rows are dense lets oneDNN 2.6 pick its brgemm
-// kernel (brg:avx512_core) instead of gemm:jit, which a column block of a wider output gets.
-// Forward tiles are 128 rows (a batch of 256 is two tiles, for two threads); dW tiles (rows of
-// dW = columns of dy) 256 rows, each staging its block of dyᵀ densely (gemm_onednn.cpp).
-inline constexpr int64_t kOneDnnForwardTileRows = 128;
+// dW = dYᵀ·X in row tiles: 256 rows of dW (columns of dY) spanning all its columns, up to
+// kOneDnnRowTileCols. Each tile stages its block of dYᵀ densely: a strided left operand runs
+// on oneDNN 2.6's slower gemm:jit kernel.
 inline constexpr int64_t kOneDnnDwTileRows = 256;
 inline constexpr int64_t kOneDnnRowTileCols = 1024;
 

@@ -32,12 +32,15 @@ namespace {
 
 using dnnl::memory;
 
+// What a tile product stages in a dense block its thread holds: its left operand, filled by the
+// caller before the product, or its destination, copied out by the caller after it.
+enum class Staged : int64_t { kNone = 0, kA = 1, kC = 2 };
+
 // One tile product: C (m, n) = A (m, k) · B (k, n) [+ bias (1, n)] [then relu], every operand
 // plain row/column strided; A and B float or bf16, C and the bias float. The strides are part
 // of the key: they pick the kernel.
 struct TileKey {
-  // m, n, k, A strides (2), B strides (2), C row stride, has bias, relu, bf16 A and B, A staged
-  // by the caller into a dense block this thread holds (run_tile's stage_a).
+  // m, n, k, A strides (2), B strides (2), C row stride, has bias, relu, bf16 A and B, Staged.
   std::array<int64_t, 12> v{};
   bool operator<(const TileKey& o) const { return v < o.v; }
   int64_t m() const { return v[0]; }
@@ -46,14 +49,14 @@ struct TileKey {
   bool bias() const { return v[8] != 0; }
   bool relu() const { return v[9] != 0; }
   bool bf16() const { return v[10] != 0; }
-  bool staged_a() const { return v[11] != 0; }
+  Staged staged() const { return static_cast<Staged>(v[11]); }
 };
 
 TileKey tile_key(int64_t m, int64_t n, int64_t k, int64_t as0, int64_t as1, int64_t bs0,
                  int64_t bs1, int64_t ldc, bool bias, bool relu, bool bf16 = false,
-                 bool staged_a = false) {
+                 Staged staged = Staged::kNone) {
   return TileKey{{m, n, k, as0, as1, bs0, bs1, ldc, bias ? 1 : 0, relu ? 1 : 0, bf16 ? 1 : 0,
-                  staged_a ? 1 : 0}};
+                  static_cast<int64_t>(staged)}};
 }
 
 const dnnl::engine& cpu_engine() {
@@ -63,14 +66,13 @@ const dnnl::engine& cpu_engine() {
 
 // What one thread needs to run one primitive: memory objects whose data handles are swapped in
 // per call, its scratchpad, the argument array handed to the C API (the C++ execute builds
-// a std::unordered_map and a std::vector per call), and a dense copy of the left operand for
-// products whose left operand is staged (the weight gradient's dyᵀ).
+// a std::unordered_map and a std::vector per call), and the dense block of a staged operand.
 struct ThreadState {
   dnnl::stream stream;
   memory a, b, bias, c, scratchpad;
   std::array<dnnl_exec_arg_t, 5> args{};
   int nargs = 0;
-  std::vector<float> staged_a;
+  std::vector<float> staged;
 };
 
 // Per-thread states live in one slot per oneTBB arena slot, all created with the primitive, so
@@ -83,7 +85,7 @@ struct ThreadState {
 struct Primitive {
   dnnl::matmul matmul;
   memory::desc a_md, b_md, bias_md, c_md, scratchpad_md;
-  int64_t staged_a_floats = 0;
+  int64_t staged_floats = 0;
   std::vector<ThreadState> slots;
   tbb::enumerable_thread_specific<ThreadState> others;
 };
@@ -109,9 +111,10 @@ std::unique_ptr<Primitive> make_primitive(const TileKey& key) {
   const dnnl::matmul::primitive_desc pd(desc, attr, cpu_engine());
   p->scratchpad_md = pd.scratchpad_desc();
   p->matmul = dnnl::matmul(pd);
-  // The staged left operand's buffers are made here, with the primitive, so that no step after
-  // warm-up allocates them.
-  if (key.staged_a()) p->staged_a_floats = key.m() * key.k();
+  // The staging blocks are made here, with the primitive, so that no step after warm-up
+  // allocates them.
+  if (key.staged() == Staged::kA) p->staged_floats = key.m() * key.k();
+  if (key.staged() == Staged::kC) p->staged_floats = key.m() * key.n();
   p->slots.resize(static_cast<size_t>(tbb::this_task_arena::max_concurrency()));
   for (ThreadState& s : p->slots) init_thread_state(*p, s);
   return p;
@@ -145,7 +148,7 @@ void init_thread_state(const Primitive& p, ThreadState& s) {
     s.scratchpad = memory(p.scratchpad_md, engine);  // owned by oneDNN, kept for the process
     s.args[s.nargs++] = {DNNL_ARG_SCRATCHPAD, s.scratchpad.get()};
   }
-  s.staged_a.resize(static_cast<size_t>(p.staged_a_floats));
+  s.staged.resize(static_cast<size_t>(p.staged_floats));
 }
 
 ThreadState& thread_state(Primitive& p) {
@@ -156,7 +159,7 @@ ThreadState& thread_state(Primitive& p) {
   return s;
 }
 
-// for_tiles with the block tiles of dX and of the bf16 products.
+// for_tiles with the block tiles (the forward and dX products, and every bf16 product).
 template <class Tile>
 void for_block_tiles(int64_t m, int64_t n, const Tile& tile) {
   for_tiles(m, n, kOneDnnTileRows, kOneDnnTileCols, tile);
@@ -165,19 +168,22 @@ void for_block_tiles(int64_t m, int64_t n, const Tile& tile) {
 // Runs one tile product on the calling thread. Debian's oneDNN uses the OpenMP runtime: with more
 // than one OpenMP thread every call would start its own team inside a oneTBB task, so the
 // calling thread is set to one (cheap; it also makes the primitive's choice of kernel, made at
-// creation, the single-thread one on every thread). stage_a, when given, is called as
-// stage_a(float* a) to fill the dense left operand this thread holds for the key; a is then
-// ignored.
-template <class StageA = std::nullptr_t>
+// creation, the single-thread one on every thread). For a key with Staged::kA, stage(float* a)
+// fills the thread's dense left operand first and `a` is ignored; with Staged::kC the product
+// goes to the thread's dense block, then stage(const float* c) copies it out, and `c` is ignored.
+template <class Stage = std::nullptr_t>
 void run_tile(const TileKey& key, const void* a, const void* b, const float* bias, float* c,
-              const StageA& stage_a = nullptr) {
+              const Stage& stage = nullptr) {
+  constexpr bool kStageC = std::is_invocable_v<Stage, const float*>;
+  constexpr bool kStageA = !kStageC && std::is_invocable_v<Stage, float*>;
   omp_set_num_threads(1);
   Primitive& p = primitive_for(key);
   ThreadState& s = thread_state(p);
-  if constexpr (!std::is_same_v<StageA, std::nullptr_t>) {
-    stage_a(s.staged_a.data());
-    a = s.staged_a.data();
+  if constexpr (kStageA) {
+    stage(s.staged.data());
+    a = s.staged.data();
   }
+  if constexpr (kStageC) c = s.staged.data();
   s.a.set_data_handle(const_cast<void*>(a));
   s.b.set_data_handle(const_cast<void*>(b));
   s.c.set_data_handle(c);
@@ -187,13 +193,30 @@ void run_tile(const TileKey& key, const void* a, const void* b, const float* bia
   if (status != dnnl_success) {
     throw std::runtime_error("oneDNN matmul failed with status " + std::to_string(status));
   }
+  if constexpr (kStageC) stage(static_cast<const float*>(s.staged.data()));
 }
 
-// Row tiles of the forward and dW products: rows [r0, r1) spanning all columns up to
-// kOneDnnRowTileCols, so the tile's destination is dense (see gemm_engines.h).
+// Rows [r0, r1) x columns [c0, c1) of d (leading dim ld) = the dense tile t, or 0 where
+// relu_x <= 0 when relu_x is not nullptr (relu_backward_tile's selection, in the same pass).
+void unstage_tile(const float* t, float* d, const float* relu_x, int64_t ld, int64_t r0,
+                  int64_t r1, int64_t c0, int64_t c1) {
+  const int64_t cols = c1 - c0;
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* tr = t + (r - r0) * cols;
+    float* dr = d + r * ld + c0;
+    if (relu_x == nullptr) {
+      std::copy(tr, tr + cols, dr);
+      continue;
+    }
+    const float* ar = relu_x + r * ld + c0;
+    for (int64_t c = 0; c < cols; ++c) dr[c] = ar[c] <= 0.0f ? 0.0f : tr[c];
+  }
+}
+
+// Row tiles of the dW product: rows [r0, r1) spanning all columns up to kOneDnnRowTileCols.
 template <class Tile>
-void for_row_tiles(int64_t m, int64_t n, int64_t rows, const Tile& tile) {
-  for_tiles(m, n, rows, kOneDnnRowTileCols, tile);
+void for_dw_tiles(int64_t m, int64_t n, const Tile& tile) {
+  for_tiles(m, n, kOneDnnDwTileRows, kOneDnnRowTileCols, tile);
 }
 
 }  // namespace
@@ -203,10 +226,19 @@ bool onednn_available() { return true; }
 // x (n, in), w (out, in), b (out) or nullptr -> y (n, out) = x·wᵀ + b [relu]
 void onednn_dense_forward(const float* x, const float* w, const float* b, float* y, int64_t n,
                           int64_t in, int64_t out, bool relu) {
-  for_row_tiles(n, out, kOneDnnForwardTileRows, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-    // A = x rows, B = wᵀ columns [c0, c1) (w rows read with strides (1, in)).
-    const TileKey key = tile_key(r1 - r0, c1 - c0, in, in, 1, 1, in, out, b != nullptr, relu);
-    run_tile(key, x + r0 * in, w + c0 * in, b == nullptr ? nullptr : b + c0, y + r0 * out + c0);
+  for_block_tiles(n, out, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    // A = x rows, B = wᵀ columns [c0, c1) (w rows read with strides (1, in)). A tile narrower
+    // than y goes through a dense block (see gemm_engines.h).
+    const float* bias = b == nullptr ? nullptr : b + c0;
+    if (c1 - c0 == out) {
+      const TileKey key = tile_key(r1 - r0, out, in, in, 1, 1, in, out, b != nullptr, relu);
+      run_tile(key, x + r0 * in, w + c0 * in, bias, y + r0 * out);
+      return;
+    }
+    const TileKey key = tile_key(r1 - r0, c1 - c0, in, in, 1, 1, in, c1 - c0, b != nullptr,
+                                 relu, false, Staged::kC);
+    run_tile(key, x + r0 * in, w + c0 * in, bias, nullptr,
+             [&](const float* t) { unstage_tile(t, y, nullptr, out, r0, r1, c0, c1); });
   });
 }
 
@@ -280,8 +312,9 @@ void stage_dyt(const float* dy, float* a, float* db, int64_t n, int64_t out, int
 // 195-205 (measured one product after another, 1 thread). The copy also sums the bias gradient.
 void onednn_weight_grad(const float* dy, const float* x, float* dw, float* db, int64_t n,
                         int64_t in, int64_t out) {
-  for_row_tiles(out, in, kOneDnnDwTileRows, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-    const TileKey key = tile_key(r1 - r0, c1 - c0, n, n, 1, in, 1, in, false, false, false, true);
+  for_dw_tiles(out, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    const TileKey key =
+        tile_key(r1 - r0, c1 - c0, n, n, 1, in, 1, in, false, false, false, Staged::kA);
     run_tile(key, nullptr, x + c0, nullptr, dw + r0 * in + c0,
              [&](float* a) { stage_dyt(dy, a, c0 == 0 ? db : nullptr, n, out, r0, r1); });
   });
@@ -291,9 +324,18 @@ void onednn_weight_grad(const float* dy, const float* x, float* dw, float* db, i
 void onednn_input_grad(const float* dy, const float* x, const float* w, float* dx, int64_t n,
                        int64_t in, int64_t out, bool relu_dx) {
   for_block_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-    const TileKey key = tile_key(r1 - r0, c1 - c0, out, out, 1, in, 1, in, false, false);
-    run_tile(key, dy + r0 * out, w + c0, nullptr, dx + r0 * in + c0);
-    if (relu_dx) relu_backward_tile(x, dx, in, r0, r1, c0, c1);
+    if (c1 - c0 == in) {
+      const TileKey key = tile_key(r1 - r0, in, out, out, 1, in, 1, in, false, false);
+      run_tile(key, dy + r0 * out, w, nullptr, dx + r0 * in);
+      if (relu_dx) relu_backward_tile(x, dx, in, r0, r1, c0, c1);
+      return;
+    }
+    // A tile narrower than dx goes through a dense block, masked on the way out.
+    const TileKey key = tile_key(r1 - r0, c1 - c0, out, out, 1, in, 1, c1 - c0, false, false,
+                                 false, Staged::kC);
+    run_tile(key, dy + r0 * out, w + c0, nullptr, nullptr, [&](const float* t) {
+      unstage_tile(t, dx, relu_dx ? x : nullptr, in, r0, r1, c0, c1);
+    });
   });
 }
 

@@ -491,7 +491,7 @@ TEST(Dense, StepAllocationsBoundedAndConstant) {
     };
     // forward + fused-relu forward + dw + dx tiles of one counted step.
     const int64_t step_tiles =
-        onednn ? 2 * tiles(s.n, s.out, kOneDnnForwardTileRows, kOneDnnRowTileCols) +
+        onednn ? 2 * tiles(s.n, s.out, kOneDnnTileRows, kOneDnnTileCols) +
                      tiles(s.out, s.in, kOneDnnDwTileRows, kOneDnnRowTileCols) +
                      tiles(s.n, s.in, kOneDnnTileRows, kOneDnnTileCols)
                : 2 * tiles(s.n, s.out, kTileRows, kTileCols) +
