@@ -57,9 +57,11 @@ struct Shape {
 };
 
 // 37x19x23 is one partial tile; 257x129x67 spans 3 row tiles of Eigen's and 2 of oneDNN's;
-// 300x70x520 spans 3 (Eigen) / 2 (oneDNN) column tiles of y and dw (out > 512), and 129x600x40
-// spans 3 / 2 column tiles of dx (in > 512).
-const Shape kShapes[] = {{37, 19, 23}, {257, 129, 67}, {300, 70, 520}, {129, 600, 40}, {1, 1, 1}};
+// 300x70x520 spans 3 (Eigen) / 2 (oneDNN) column tiles of y (out > 512) and 3 row tiles of
+// oneDNN's dw; 129x600x40 spans 3 / 2 column tiles of dx (in > 512); 70x1100x30 spans 2 column
+// tiles of oneDNN's dw (in > 1024), each staging the same block of dyᵀ.
+const Shape kShapes[] = {{37, 19, 23},  {257, 129, 67}, {300, 70, 520},
+                         {129, 600, 40}, {70, 1100, 30}, {1, 1, 1}};
 
 // Outputs of one forward + backward run.
 template <class T>
