@@ -66,9 +66,9 @@ struct TrainSection {
 
 struct DistributedConfig {
   std::string strategy = "ddp";
-  double bucket_mb = 4;
+  double bucket_mb = 0.5;  // least MiB per reduced piece (core/grad_reducer.h)
   double timeout_s = 300;
-  bool overlap = true;  // start bucket reductions during backward
+  bool overlap = true;  // start piece reductions during backward
 };
 
 struct CheckpointConfig {

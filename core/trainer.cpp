@@ -49,13 +49,7 @@ Trainer::Trainer(const TrainConfig& cfg, Model& model, Communicator& comm, Batch
       optimizer_(cfg.optimizer, model.spec().param_count(), total_steps(cfg.train, train.rows())),
       reducer_(model.spec(), cfg.distributed.bucket_mb, cfg.distributed.overlap, comm) {
   check_precision(cfg.train);
-  layer_done_ = [this](int layer) {
-    if (fault_.kind == "nan" && fault_.rank == comm_.rank() && fault_.step == step_ &&
-        layer == model_.spec().layers() - 1) {
-      grads_.data()[model_.spec().bias_offset(layer)] = std::numeric_limits<float>::quiet_NaN();
-    }
-    reducer_.layer_done(layer);
-  };
+  layer_done_ = [this](int layer) { reducer_.layer_done(layer); };
 }
 
 namespace {
@@ -84,7 +78,6 @@ Trainer::StepStats Trainer::non_finite(int64_t step, bool mine) {
 Trainer::StepStats Trainer::step(FlatBuffer& params, int64_t epoch, int64_t step_in_epoch, int64_t step) {
   const ModelSpec& spec = model_.spec();
   const double scale = 1.0 / static_cast<double>(cfg_.train.batch_size);
-  step_ = step;
   comm_.set_step(step);
   const Clock::time_point t0 = Clock::now();
   const Batch b = train_.next(epoch, step_in_epoch);
@@ -104,6 +97,11 @@ Trainer::StepStats Trainer::step(FlatBuffer& params, int64_t epoch, int64_t step
     } else {
       comm_.allreduce_sum(std::span<double>(reinterpret_cast<double*>(scratch), 5));
     }
+  }
+  if (fault_.kind == "nan" && fault_.rank == comm_.rank() && fault_.step == step) {
+    // Into the loss gradient, before backward: the gradient reduction may start sending a
+    // layer's gradients from inside its GEMM, so a value poisoned after it would not be checked.
+    out[0] = std::numeric_limits<float>::quiet_NaN();
   }
   reducer_.begin(grads_.data());
   model_.backward(params.data(), b.x, out, grads_.data(), b.rows, layer_done_);

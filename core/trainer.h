@@ -32,10 +32,10 @@ struct TrainSummary {
 };
 
 // Test-only fault injection (tests/cli/guard_test.sh), set by the CLI from the environment
-// variable TESSERA_TEST_FAULT=KIND:RANK:STEP; never used by normal runs. KIND "nan" poisons one
-// gradient of rank RANK at step STEP; "extra_collective" makes that rank issue one allreduce the
-// others do not; "other_op" makes it reduce with another operation where the others sum the
-// same number of bytes.
+// variable TESSERA_TEST_FAULT=KIND:RANK:STEP; never used by normal runs. KIND "nan" poisons the
+// loss gradient of rank RANK at step STEP (backward carries it into the weight gradients);
+// "extra_collective" makes that rank issue one allreduce the others do not; "other_op" makes it
+// reduce with another operation where the others sum the same number of bytes.
 struct TestFault {
   std::string kind;
   int rank = -1;
@@ -128,7 +128,6 @@ class Trainer {
   GradReducer reducer_;
   std::function<void(int)> layer_done_;
   TestFault fault_;
-  int64_t step_ = -1;
   Times times_;
   int64_t skipped_ = 0;
 };

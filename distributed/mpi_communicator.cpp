@@ -135,16 +135,24 @@ struct MpiCommunicator::Guard {
   uint64_t hash = 0x5eed;
   std::vector<MPI_Request> requests;
   std::vector<Op> ops;  // parallel to requests
-  std::vector<Ring> rings;  // run one at a time, from ring_head, in the order started
+  // Rings in flight at once. One poll then advances every started piece a step instead of one:
+  // between GEMM tiles, polls come every 0.1-1 ms, and each ring step needs a poll on both ranks.
+  static constexpr size_t kRingWindow = 4;
+  std::vector<Ring> rings;  // in the order started; [ring_head, ring_head + kRingWindow) run
   size_t ring_head = 0;
   int ring_tag = 0;
-  std::vector<float> scratch;  // one reduce-scatter chunk: ≤ kMaxMessageBytes / N
+  std::vector<float> scratch;  // per window slot, one reduce-scatter chunk: ≤ kMaxMessageBytes / N
+  size_t scratch_slot = 0;     // floats per slot
   int rank = 0, size = 1;
   const Communicator* owner = nullptr;
 
   int64_t chunk_begin(const Ring& g, int c) const { return g.n * c / size; }
 
-  void post_step(Ring& g) {
+  // Ring i's slot of scratch: the rings running are within one window, so i mod the window
+  // gives each its own.
+  float* slot(size_t i) { return scratch.data() + (i % kRingWindow) * scratch_slot; }
+
+  void post_step(Ring& g, float* chunk) {
     const int right = (rank + 1) % size, left = (rank + size - 1) % size;
     const bool reducing = g.step < size - 1;
     const int s = reducing ? g.step : g.step - (size - 1);
@@ -152,35 +160,41 @@ struct MpiCommunicator::Guard {
     const int recv_c = ((reducing ? rank - s - 1 : rank - s) % size + size) % size;
     const int64_t sb = chunk_begin(g, send_c), se = chunk_begin(g, send_c + 1);
     const int64_t rb = chunk_begin(g, recv_c), re = chunk_begin(g, recv_c + 1);
-    float* into = reducing ? scratch.data() : g.data + rb;
+    float* into = reducing ? chunk : g.data + rb;
     check(MPI_Irecv(into, static_cast<int>(re - rb), MPI_FLOAT, left, g.tag, ring, &g.req[0]), g.op);
     check(MPI_Isend(g.data + sb, static_cast<int>(se - sb), MPI_FLOAT, right, g.tag, ring, &g.req[1]), g.op);
     g.posted = true;
   }
 
-  void finish_step(Ring& g) {
+  void finish_step(Ring& g, const float* chunk) {
     if (g.step < size - 1) {
       const int c = ((rank - g.step - 1) % size + size) % size;
       const int64_t b = chunk_begin(g, c), e = chunk_begin(g, c + 1);
-      for (int64_t i = b; i < e; ++i) g.data[i] = scratch[static_cast<size_t>(i - b)] + g.data[i];
+      for (int64_t i = b; i < e; ++i) g.data[i] = chunk[i - b] + g.data[i];
     }
     ++g.step;
     g.posted = false;
   }
 
-  // Advances the rings as far as their messages allow; true when none is left.
+  // Advances the rings in the window as far as their messages allow; true when none is left.
+  // Each ring's arithmetic is the same whatever the others do, so the bits do not depend on it.
   bool progress_rings() {
-    while (ring_head < rings.size()) {
-      Ring& g = rings[ring_head];
-      if (g.step == 2 * (size - 1)) {
-        ++ring_head;
-        continue;
+    for (;;) {
+      const size_t end = std::min(rings.size(), ring_head + kRingWindow);
+      for (size_t i = ring_head; i < end; ++i) {
+        Ring& g = rings[i];
+        while (g.step < 2 * (size - 1)) {
+          if (!g.posted) post_step(g, slot(i));
+          int done = 0;
+          check(MPI_Testall(2, g.req, &done, MPI_STATUSES_IGNORE), g.op);
+          if (!done) break;
+          finish_step(g, slot(i));
+        }
       }
-      if (!g.posted) post_step(g);
-      int done = 0;
-      check(MPI_Testall(2, g.req, &done, MPI_STATUSES_IGNORE), g.op);
-      if (!done) return false;
-      finish_step(g);
+      const size_t head = ring_head;
+      while (ring_head < rings.size() && rings[ring_head].step == 2 * (size - 1)) ++ring_head;
+      if (ring_head == rings.size()) break;
+      if (ring_head == head || end == rings.size()) return false;  // nothing new entered the window
     }
     rings.clear();
     ring_head = 0;
@@ -365,7 +379,8 @@ MpiCommunicator::MpiCommunicator(int* argc, char*** argv) : guard_(std::make_uni
   MPI_Comm_set_errhandler(guard_->oob, MPI_ERRORS_RETURN);
   MPI_Comm_dup(MPI_COMM_WORLD, &guard_->ring);
   MPI_Comm_set_errhandler(guard_->ring, MPI_ERRORS_RETURN);
-  guard_->scratch.resize(kMaxMessageBytes / sizeof(float) / static_cast<size_t>(size_) + 1);
+  guard_->scratch_slot = kMaxMessageBytes / sizeof(float) / static_cast<size_t>(size_) + 1;
+  if (size_ > 1) guard_->scratch.resize(Guard::kRingWindow * guard_->scratch_slot);
   guard_->rings.reserve(64);
   guard_->rank = rank_;
   guard_->size = size_;

@@ -128,6 +128,7 @@ void eigen_dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* 
     gemm_tile<T, Eigen::ColMajor, Eigen::RowMajor>(r1 - r0, c1 - c0, n, dy + r0, out, x + c0, in,
                                                    dw + r0 * in + c0, in);
     if (db != nullptr && c0 == 0) bias_backward_cols(dy, db, n, out, r0, r1);
+    if constexpr (std::is_same_v<T, float>) report_dw_tile(dw, db, in, out, r0, r1, c0, c1);
   });
   if (dx != nullptr) {
     // dx (n, in) = dy·w.
@@ -142,8 +143,12 @@ void eigen_dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* 
 
 #if TESSERA_GEMM_ONEDNN
 const char* gemm_engine_name() { return "onednn"; }
+// The float dW row tiles and the bf16 dW blocks have the same height, so one figure serves both.
+static_assert(kOneDnnDwTileRows == kOneDnnTileRows, "float and bf16 dw tiles differ in height");
+int64_t dense_tile_rows() { return kOneDnnDwTileRows; }
 #else
 const char* gemm_engine_name() { return "eigen"; }
+int64_t dense_tile_rows() { return kTileRows; }
 #endif
 
 // float: the build's engine; double: Eigen (oneDNN has no double matmul).

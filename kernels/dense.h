@@ -43,6 +43,11 @@ void dense_backward_relu(const T* dy, const T* x, const T* w, T* dw, T* db, T* d
 // The engine behind the float products: "onednn" or "eigen".
 const char* gemm_engine_name();
 
+// Rows of the fixed weight-gradient tiles of the float and bf16 products (the engine's): the
+// weight gradient dw (out, in) becomes final in blocks of this many rows, each reported to the
+// installed TileObserver (kernels/tile_observer.h) as its tiles finish.
+int64_t dense_tile_rows();
+
 // bf16 products, for bf16 training: bf16 operands, float32 accumulation and float32 outputs, on
 // the oneDNN engine only, cut into the same fixed tiles as the float products (so the bits do
 // not depend on the thread count). They throw std::logic_error when bf16_unsupported_reason()

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "kernels/tile_observer.h"
+
 namespace tessera::kernels {
 
 // Output tiles of the Eigen engine's products: 128 rows x 256 columns (see dense.cpp for why).
@@ -49,7 +51,8 @@ void onednn_dense_backward(const float* dy, const float* x, const float* w, floa
                            float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx = false);
 
 // Calls tile(r0, r1, c0, c1) for each fixed tile_rows x tile_cols tile of an (m, n) output,
-// possibly in parallel.
+// possibly in parallel; after each tile run on the main thread, the installed TileObserver's
+// poll (kernels/tile_observer.h).
 template <class Tile>
 void for_tiles(int64_t m, int64_t n, int64_t tile_rows, int64_t tile_cols, const Tile& tile);
 
@@ -79,6 +82,14 @@ void bias_backward_cols(const T* dy, T* db, int64_t n, int64_t out, int64_t c0, 
   }
 }
 
+// Tells the tile observer that a weight-gradient tile (rows [r0, r1) x columns [c0, c1) of
+// dw (out, in)) is final, and with the tile at column 0 the bias gradient db[r0, r1).
+inline void report_dw_tile(const float* dw, const float* db, int64_t in, int64_t out, int64_t r0,
+                           int64_t r1, int64_t c0, int64_t c1) {
+  report_final(dw, in, r0, r1, c0, c1);
+  if (db != nullptr && c0 == 0) report_final(db, out, 0, 1, r0, r1);
+}
+
 }  // namespace tessera::kernels
 
 #include "kernels/parallel.h"
@@ -95,6 +106,7 @@ void tessera::kernels::for_tiles(int64_t m, int64_t n, int64_t tile_rows, int64_
       const int64_t c0 = (t % tiles_n) * tile_cols;
       tile(r0, r0 + tile_rows < m ? r0 + tile_rows : m, c0,
            c0 + tile_cols < n ? c0 + tile_cols : n);
+      poll_between_tiles();
     }
   });
 }

@@ -317,6 +317,7 @@ void onednn_weight_grad(const float* dy, const float* x, float* dw, float* db, i
         tile_key(r1 - r0, c1 - c0, n, n, 1, in, 1, in, false, false, false, Staged::kA);
     run_tile(key, nullptr, x + c0, nullptr, dw + r0 * in + c0,
              [&](float* a) { stage_dyt(dy, a, c0 == 0 ? db : nullptr, n, out, r0, r1); });
+    report_dw_tile(dw, db, in, out, r0, r1, c0, c1);
   });
 }
 
@@ -385,6 +386,7 @@ void dense_backward_bf16(const DenseBf16Backward& a, int64_t n, int64_t in, int6
     const TileKey key = tile_key(r1 - r0, c1 - c0, n, n, 1, in, 1, in, false, false, true);
     run_tile(key, a.dyt16 + r0 * n, a.x16 + c0, nullptr, a.dw + r0 * in + c0);
     if (a.db != nullptr && c0 == 0) bias_backward_cols(a.dy, a.db, n, out, r0, r1);
+    report_dw_tile(a.dw, a.db, in, out, r0, r1, c0, c1);
   });
   if (a.dx == nullptr) return;
   // dx (n, in) = dy·w, masked and converted for the previous layer while the tile is in cache.

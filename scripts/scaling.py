@@ -3,16 +3,21 @@
 
 Run through scripts/scaling.sh. Measures, for N in --ranks (ranks x 1 thread each):
   strong: global batch 256 whatever N;   weak: 128 rows per rank (global batch 128 N).
-Figures are medians over the log intervals after step 20 (samples_per_s and comm_wait_s from
-metrics.jsonl). Parallel efficiency: strong E = t(1) / (N t(N)) in step time; weak E = t(1) / t(N).
+Figures are medians over the log intervals after step 20 (samples_per_s, compute_s, data_wait_s
+and comm_wait_min_s from metrics.jsonl). Parallel efficiency: strong E = t(1) / (N t(N)) in step
+time; weak E = t(1) / t(N). For weak scaling it also runs N independent 1-rank trainings side by
+side (one per core, no communication): their step time (alone_step_ms) is what sharing the
+machine's memory bandwidth, caches and clocks costs by itself, so the gap between that and the
+measured step is communication. --layouts "16x1 4x4 1x16" compares ranks x threads splits of the
+same cores at global batch 256 (layouts.csv).
 
 The cost model (assumptions, also in README "Scaling"):
   * Compute scales perfectly: t_compute(N) = c * rows per rank, with c (seconds per row) taken
     from the strong N = 1 run (it includes reading the rows from HDF5).
   * Communication is fully exposed (no credit for overlap): conservative where backward hides
     part of it.
-  * Gradients go in tessera's buckets (distributed.bucket_mb = 4: whole layers, last first) and
-    pieces of at most 4 MiB. A piece of b bytes >= 64 KiB is a ring allreduce:
+  * Gradients go in tessera's pieces (distributed.bucket_mb = 0.5: blocks of 256 weight-gradient
+    rows, last layer first) and messages of at most 4 MiB. A piece of b bytes >= 64 KiB is a ring allreduce:
     2 (N-1) alpha + 2 (N-1)/N b beta; smaller messages and the per-step stats reduction take
     ceil(log2 N) (alpha_small + b beta) (recursive doubling).
   * alpha, beta from build/bench/collective_bench at N = 2 on this machine (shared memory):
@@ -35,17 +40,32 @@ RING_MIN = 64 << 10
 PIECE = 4 << 20
 
 
-def pieces(bucket_mb=4.0):
-    """Bytes of every message one step's gradient reduction sends, in tessera's order."""
-    layer_bytes = [4 * (SIZES[l + 1] * SIZES[l] + SIZES[l + 1]) for l in range(len(SIZES) - 1)]
-    buckets, acc = [], 0
-    for l in reversed(range(len(layer_bytes))):
-        acc += layer_bytes[l]
-        if acc >= bucket_mb * (1 << 20) or l == 0:
-            buckets.append(acc)
-            acc = 0
+def pieces(bucket_mb=0.5, tile_rows=256):
+    """Bytes of every message one step's gradient reduction sends, in tessera's order: blocks of
+    tile_rows weight-gradient rows (the bias with the last), last layer first, joined within a
+    layer (or with an adjacent one-block layer) until a piece holds bucket_mb MiB (GradReducer)."""
+    units = []  # (offset, bytes) in the order backward finishes them
+    offsets = [0]
+    for l in range(len(SIZES) - 1):
+        offsets.append(offsets[-1] + 4 * (SIZES[l + 1] * SIZES[l] + SIZES[l + 1]))
+    for l in reversed(range(len(SIZES) - 1)):
+        fin, fout = SIZES[l], SIZES[l + 1]
+        for r in range(0, fout, tile_rows):
+            rows = min(tile_rows, fout - r)
+            units.append((offsets[l] + 4 * r * fin, 4 * (rows * fin + (fout if r + rows == fout else 0))))
+    merged, i = [], 0
+    while i < len(units):
+        start, size = units[i]
+        i += 1
+        while i < len(units) and size < bucket_mb * (1 << 20):
+            o, b = units[i]
+            if o != start + size and o + b != start:
+                break
+            start, size = min(start, o), size + b
+            i += 1
+        merged.append(size)
     out = []
-    for b in buckets:
+    for b in merged:
         while b > 0:
             out.append(min(b, PIECE))
             b -= PIECE
@@ -60,6 +80,14 @@ def comm_time(n, alpha, beta, alpha_small):
     for b in pieces():
         t += 2 * (n - 1) * alpha + 2 * (n - 1) / n * b * beta if b >= RING_MIN else steps * (alpha_small + b * beta)
     return t + steps * (alpha_small + 40 * beta)  # the stats reduction: 5 doubles
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown CPU"
 
 
 def predict(n, rows_per_rank, c, alpha, beta, alpha_small):
@@ -79,19 +107,44 @@ def calibrate(build):
     return alpha, beta, runs[8]
 
 
-def measure(tessera, n, batch, steps, config, work, cores):
-    out = os.path.join(work, f"run-{n}-{batch}")
-    cmd = ["mpirun", "--oversubscribe", "-np", str(n), tessera, "train", config, "--quiet",
-           "--set", "train.threads=1", "--set", f"train.batch_size={batch}", "--set", f"train.max_steps={steps}",
-           "--set", f"checkpoint.dir={out}"]
-    if n <= cores:
-        cmd[1:1] = ["--bind-to", "core"]
-    subprocess.run(cmd, check=True, capture_output=True)
+def interval_medians(out, batch):
+    """Step time and its parts (seconds per step), medians over the log intervals after step 20."""
     lines = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
     train = [o for o in lines if o["event"] == "train" and o["step"] > 20]
-    step = statistics.median(batch / o["samples_per_s"] for o in train)
-    comm = statistics.median(o["comm_wait_min_s"] / 10 for o in train)
-    return step, comm
+    per_step = lambda key: statistics.median(o.get(key, 0.0) / 10 for o in train)  # log_every = 10
+    return {"step": statistics.median(batch / o["samples_per_s"] for o in train),
+            "compute": per_step("compute_s"), "data_wait": per_step("data_wait_s"), "comm": per_step("comm_wait_min_s")}
+
+
+def train_cmd(tessera, config, out, batch, steps, threads):
+    return [tessera, "train", config, "--quiet", "--set", f"train.threads={threads}",
+            "--set", f"train.batch_size={batch}", "--set", f"train.max_steps={steps}", "--set", f"checkpoint.dir={out}"]
+
+
+def measure(tessera, n, batch, steps, config, work, cores, threads=1):
+    out = os.path.join(work, f"run-{n}x{threads}-{batch}")
+    cmd = ["mpirun", "--oversubscribe", "-np", str(n)] + train_cmd(tessera, config, out, batch, steps, threads)
+    if n * threads <= cores:
+        # Each rank gets its own cores (threads of one rank share a socket's cores, not another rank's).
+        cmd[1:1] = ["--bind-to", "core", "--map-by", f"slot:PE={threads}"] if threads > 1 else ["--bind-to", "core"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return interval_medians(out, batch)
+
+
+def measure_alone(tessera, n, batch, steps, config, work, cores):
+    """n independent 1-rank runs at once, one per core, no communication: what sharing the
+    machine's memory system, caches and clocks alone does to the step (weak scaling's floor)."""
+    procs = []
+    for i in range(n):
+        out = os.path.join(work, f"alone-{n}-{i}")
+        cmd = ["mpirun", "--bind-to", "none", "-np", "1"] + train_cmd(tessera, config, out, batch, steps, 1)
+        if n <= cores:
+            cmd = ["taskset", "-c", str(i)] + cmd
+        procs.append((out, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+    for out, p in procs:
+        if p.wait() != 0:
+            raise SystemExit(f"scaling.py: a 1-rank run beside {n - 1} others failed: {p.stderr.read().decode()[-500:]}")
+    return statistics.median(interval_medians(out, batch)["step"] for out, _ in procs)
 
 
 def main():
@@ -103,6 +156,7 @@ def main():
     ap.add_argument("--extrapolate", default="1 2 4 8 16 32 64 128 256 512 1024 2048 4096")
     ap.add_argument("--alpha", type=float, help="ring step latency, s (default: measured)")
     ap.add_argument("--beta", type=float, help="seconds per byte (default: measured)")
+    ap.add_argument("--layouts", default="", help='ranks x threads layouts at global batch 256, e.g. "16x1 8x2 1x16"')
     a = ap.parse_args()
     ranks = [int(x) for x in a.ranks.split()]
     cores = os.cpu_count() or 1
@@ -126,13 +180,36 @@ def main():
         for mode in ("strong", "weak"):
             for n in ranks:
                 batch = 256 if mode == "strong" else 128 * n
-                step, comm = measure(tessera, n, batch, a.steps, config, work, cores)
+                m = measure(tessera, n, batch, a.steps, config, work, cores)
+                step = m["step"]
                 if n == 1:
                     base[mode] = step
+                # Weak scaling's floor without communication: n single-rank runs side by side.
+                alone = measure_alone(tessera, n, 128, a.steps, config, work, cores) if mode == "weak" and n > 1 else \
+                    (step if mode == "weak" else float("nan"))
                 rows.append({"mode": mode, "ranks": n, "global_batch": batch, "oversubscribed": int(n > cores),
-                             "step_ms": step * 1e3, "samples_per_s": batch / step, "exposed_comm_ms": comm * 1e3})
-                print(f"{mode:>6} N={n}: step {step * 1e3:.2f} ms, {batch / step:,.0f} samples/s, exposed comm {comm * 1e3:.2f} ms"
+                             "step_ms": step * 1e3, "samples_per_s": batch / step, "compute_ms": m["compute"] * 1e3,
+                             "data_wait_ms": m["data_wait"] * 1e3, "exposed_comm_ms": m["comm"] * 1e3,
+                             "alone_step_ms": alone * 1e3})
+                print(f"{mode:>6} N={n}: step {step * 1e3:.2f} ms, {batch / step:,.0f} samples/s, compute {m['compute'] * 1e3:.2f} ms, "
+                      f"exposed comm {m['comm'] * 1e3:.2f} ms"
+                      f"{f', {n} independent 1-rank runs side by side: {alone * 1e3:.2f} ms' if mode == 'weak' and n > 1 else ''}"
                       f"{' (oversubscribed: ' + str(n) + ' ranks on ' + str(cores) + ' cores)' if n > cores else ''}")
+        layouts = []
+        for spec in a.layouts.split():
+            n, threads = (int(x) for x in spec.split("x"))
+            m = measure(tessera, n, 256, a.steps, config, work, cores, threads)
+            step = m["step"]
+            layouts.append({"ranks": n, "threads": threads, "global_batch": 256, "oversubscribed": int(n * threads > cores),
+                            "step_ms": f"{step * 1e3:.4g}", "samples_per_s": f"{256 / step:.5g}",
+                            "compute_ms": f"{m['compute'] * 1e3:.4g}", "exposed_comm_ms": f"{m['comm'] * 1e3:.4g}"})
+            print(f"layout {n} ranks x {threads} threads: step {step * 1e3:.2f} ms, {256 / step:,.0f} samples/s, "
+                  f"compute {m['compute'] * 1e3:.2f} ms, exposed comm {m['comm'] * 1e3:.2f} ms")
+        if layouts:
+            with open(os.path.join(a.out, "layouts.csv"), "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(layouts[0].keys()))
+                w.writeheader()
+                w.writerows(layouts)
     c = base["strong"] / 256
     for r in rows:
         n, mode = r["ranks"], r["mode"]
@@ -143,6 +220,8 @@ def main():
         p1 = predict(1, r["global_batch"] if mode == "strong" else 128, c, alpha, beta, alpha_small)
         r["model_step_ms"] = p * 1e3
         r["model_efficiency"] = p1 / (n * p) if mode == "strong" else p1 / p
+        # What weak efficiency would be with free communication: the machine's own limit.
+        r["alone_efficiency"] = t1 / (r["alone_step_ms"] * 1e-3) if mode == "weak" else float("nan")
     with open(os.path.join(a.out, "scaling.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
         w.writeheader()
@@ -164,6 +243,7 @@ def main():
         w.writeheader()
         w.writerows(model)
         f.write(f"# alpha {alpha:.4g} s, beta {beta:.4g} s/B, alpha_small {alpha_small:.4g} s, compute {c:.4g} s/row\n")
+        f.write(f"# measured on {cores} cores: {cpu_model()}\n")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -173,6 +253,9 @@ def main():
         ax.plot([m["ranks"] for m in ms], [float(m["efficiency"]) for m in ms], "--", color=color, label=f"{mode}: model")
         rs = [r for r in rows if r["mode"] == mode]
         ax.plot([r["ranks"] for r in rs], [r["efficiency"] for r in rs], "o-", color=color, label=f"{mode}: measured")
+        if mode == "weak" and len(rs) > 1:
+            ax.plot([r["ranks"] for r in rs], [r["alone_efficiency"] for r in rs], ":", color=color,
+                    label="weak: N 1-rank runs side by side (no communication)")
         for r in rs:
             if r["oversubscribed"]:
                 ax.annotate("oversubscribed", (r["ranks"], r["efficiency"]), fontsize=7, textcoords="offset points", xytext=(4, -10))
@@ -185,7 +268,7 @@ def main():
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(a.out, "scaling.png"), dpi=120)
-    print(f"wrote {a.out}/scaling.csv, scaling_model.csv, scaling.png")
+    print(f"wrote {a.out}/scaling.csv, scaling_model.csv, scaling.png{', layouts.csv' if a.layouts else ''}")
 
 
 if __name__ == "__main__":

@@ -2,15 +2,15 @@
 # The distributed guards at N = 2 (distributed.timeout_s = 5): a stopped rank, a killed rank
 # and a deliberately mismatched collective end the job within timeout_s + 30 s with a message
 # naming the rank; a NaN injected on one rank stops every rank before the optimizer step (or
-# is skipped with train.non_finite = "skip"); overlapped bucketed reduction gives the same
-# bytes as the reduction after backward, and two runs give the same bytes.
+# is skipped with train.non_finite = "skip"); overlapped reduction gives the same bytes as the
+# reduction after backward, with 1 or 2 threads, and two runs give the same bytes.
 # Faults use the test-only hook TESSERA_TEST_FAULT=KIND:RANK:STEP (core/trainer.h).
 source "$(dirname "$0")/lib.sh"
 
 "$TESSERA" data synth --out d.h5 --rows 4000 --features 20 --classes 4 --seed 1 >/dev/null
 write_config c.toml d.h5
 printf '[distributed]\ntimeout_s = 5\nbucket_mb = 0.002\n' >> c.toml
-# 256-128: the 132 KB layer-1 bucket goes by ring (≥ 64 KiB), the others by MPI_Iallreduce.
+# 256-128: the 132 KB layer-1 piece goes by ring (≥ 64 KiB), the others by MPI_Iallreduce.
 sed -i 's/hidden = \[16\]/hidden = [256, 128]/' c.toml
 LONG=(--set train.epochs=100000 --quiet)
 
@@ -91,6 +91,18 @@ for n in 2 4; do
   cmp ov$n/model.h5 ov${n}b/model.h5 || fail "two overlapped runs at N=$n differ"
   cmp ov$n/model.h5 noov$n/model.h5 || fail "overlap on and off differ at N=$n"
 done
+# Layers of 600 and 300 rows: several weight-gradient row tiles each, so pieces start from inside
+# the GEMMs (some on oneTBB workers with 2 threads): the same bytes with overlap on or off and
+# with 1 or 2 threads per rank.
+sed 's/hidden = \[256, 128\]/hidden = [600, 300]/' c.toml > split.toml
+for v in "on1 true 1" "on2 true 2" "off2 false 2"; do
+  set -- $v
+  tess 2 train split.toml --quiet --set checkpoint.dir=split_$1 --set distributed.overlap=$2 \
+    --set train.threads=$3 --set train.max_steps=30 >/dev/null
+done
+cmp split_on1/model.h5 split_on2/model.h5 || fail "1 and 2 threads differ with pieces inside layers"
+cmp split_on1/model.h5 split_off2/model.h5 || fail "overlap on and off differ with pieces inside layers"
+echo "ok: overlap on/off and 1/2 threads give the same bytes at N=2"
 /usr/bin/python3 - <<'PY'
 import json
 lines = [json.loads(l) for l in open("ov4/metrics.jsonl") if '"train"' in l]

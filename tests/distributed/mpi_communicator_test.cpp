@@ -14,11 +14,13 @@
 #include <vector>
 
 #include "core/error.h"
+#include "tests/distributed/mpi_test_env.h"
 
 namespace tessera {
-namespace {
 
 MpiCommunicator* g_comm = nullptr;
+
+namespace {
 
 class Mpi : public ::testing::Test {
  protected:
