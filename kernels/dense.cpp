@@ -143,7 +143,9 @@ void eigen_dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* 
 
 #if TESSERA_GEMM_ONEDNN
 const char* gemm_engine_name() { return "onednn"; }
-int64_t dense_tile_rows() { return kOneDnnTileRows; }
+// The float dW row tiles and the bf16 dW blocks have the same height, so one figure serves both.
+static_assert(kOneDnnDwTileRows == kOneDnnTileRows, "float and bf16 dw tiles differ in height");
+int64_t dense_tile_rows() { return kOneDnnDwTileRows; }
 #else
 const char* gemm_engine_name() { return "eigen"; }
 int64_t dense_tile_rows() { return kTileRows; }

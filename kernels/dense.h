@@ -43,8 +43,8 @@ void dense_backward_relu(const T* dy, const T* x, const T* w, T* dw, T* db, T* d
 // The engine behind the float products: "onednn" or "eigen".
 const char* gemm_engine_name();
 
-// Rows of the fixed output tiles of the float and bf16 products (the engine's): the weight
-// gradient dw (out, in) becomes final in blocks of this many rows, each reported to the
+// Rows of the fixed weight-gradient tiles of the float and bf16 products (the engine's): the
+// weight gradient dw (out, in) becomes final in blocks of this many rows, each reported to the
 // installed TileObserver (kernels/tile_observer.h) as its tiles finish.
 int64_t dense_tile_rows();
 

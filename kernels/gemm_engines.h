@@ -1,6 +1,6 @@
 // The GEMM engines behind kernels/dense.h, callable one by one (for the benchmark, which sets
 // them side by side). Same contracts as dense.h; `relu` fuses ReLU into the forward epilogue.
-// Each engine tiles its output with the same fixed 128 x 256 tiles.
+// Each engine tiles its outputs with fixed tiles (sizes below).
 #pragma once
 
 #include <cstdint>
@@ -12,15 +12,22 @@ namespace tessera::kernels {
 // Output tiles of the Eigen engine's products: 128 rows x 256 columns (see dense.cpp for why).
 inline constexpr int64_t kTileRows = 128;
 inline constexpr int64_t kTileCols = 256;
-// Output tiles of the oneDNN engine: 256 x 512. Twice the Eigen engine's rows halve how often
-// each tile repacks the shared operand (+5-10% GFLOP/s on the 1024-wide layers, measured with
-// bench/dense_bench) and halve the per-call allocations. 512 columns rather than 256, measured
-// on the 1024-wide products one tile call after another (best of 60, float / bf16): forward
-// +3% / +8%, dX +3% / +7%, dW +14% / +6%; whole 1024-column tiles gain a little more but leave
-// a batch of 256 (or 128) rows one tile, so one of two threads idle. n = 128 or 256 gives 2
-// tiles of a 1024-wide output and 8 of dW, so two threads have work.
+// Output tiles of the oneDNN engine. Block tiles, 256 x 512, for the forward and dX products and
+// every bf16 product: 256 rows halve how often each tile repacks the shared operand against 128
+// (+5-10% GFLOP/s on the 1024-wide layers, bench/dense_bench), 512 columns rather than 256
+// measured +3% (forward, dX) to +14% (dW) float; a batch of 256 (or 128) rows is still two
+// tiles of a 1024-wide output, so two threads have work. oneDNN 2.6 runs its brgemm kernel only
+// on a dense destination and a column block of a wider output is not one, so a float tile
+// narrower than its output is computed into a dense block its thread owns and copied out
+// (with dX's relu mask) while in cache: +4-6% GFLOP/s per product measured alone; inside the
+// 1-core training step the forward products took 5% less time, dX the same (gemm_onednn.cpp).
 inline constexpr int64_t kOneDnnTileRows = 256;
 inline constexpr int64_t kOneDnnTileCols = 512;
+// dW = dYᵀ·X in row tiles: 256 rows of dW (columns of dY) spanning all its columns, up to
+// kOneDnnRowTileCols. Each tile stages its block of dYᵀ densely: a strided left operand runs
+// on oneDNN 2.6's slower gemm:jit kernel.
+inline constexpr int64_t kOneDnnDwTileRows = 256;
+inline constexpr int64_t kOneDnnRowTileCols = 1024;
 
 // Eigen 3.4 with fixed blocking on stack panels: never touches the heap.
 template <class T>

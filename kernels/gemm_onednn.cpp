@@ -14,13 +14,17 @@
 #include <omp.h>
 #include <tbb/enumerable_thread_specific.h>
 #include <tbb/task_arena.h>
+#include <immintrin.h>  // GCC 12 false -Wmaybe-uninitialized in its AVX-512 headers: silenced in CMakeLists.txt
 
+#include <algorithm>
 #include <array>
+#include <cstddef>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace tessera::kernels {
@@ -28,12 +32,16 @@ namespace {
 
 using dnnl::memory;
 
+// What a tile product stages in a dense block its thread holds: its left operand, filled by the
+// caller before the product, or its destination, copied out by the caller after it.
+enum class Staged : int64_t { kNone = 0, kA = 1, kC = 2 };
+
 // One tile product: C (m, n) = A (m, k) · B (k, n) [+ bias (1, n)] [then relu], every operand
 // plain row/column strided; A and B float or bf16, C and the bias float. The strides are part
 // of the key: they pick the kernel.
 struct TileKey {
-  // m, n, k, A strides (2), B strides (2), C row stride, has bias, relu, bf16 A and B.
-  std::array<int64_t, 11> v{};
+  // m, n, k, A strides (2), B strides (2), C row stride, has bias, relu, bf16 A and B, Staged.
+  std::array<int64_t, 12> v{};
   bool operator<(const TileKey& o) const { return v < o.v; }
   int64_t m() const { return v[0]; }
   int64_t n() const { return v[1]; }
@@ -41,11 +49,14 @@ struct TileKey {
   bool bias() const { return v[8] != 0; }
   bool relu() const { return v[9] != 0; }
   bool bf16() const { return v[10] != 0; }
+  Staged staged() const { return static_cast<Staged>(v[11]); }
 };
 
 TileKey tile_key(int64_t m, int64_t n, int64_t k, int64_t as0, int64_t as1, int64_t bs0,
-                 int64_t bs1, int64_t ldc, bool bias, bool relu, bool bf16 = false) {
-  return TileKey{{m, n, k, as0, as1, bs0, bs1, ldc, bias ? 1 : 0, relu ? 1 : 0, bf16 ? 1 : 0}};
+                 int64_t bs1, int64_t ldc, bool bias, bool relu, bool bf16 = false,
+                 Staged staged = Staged::kNone) {
+  return TileKey{{m, n, k, as0, as1, bs0, bs1, ldc, bias ? 1 : 0, relu ? 1 : 0, bf16 ? 1 : 0,
+                  static_cast<int64_t>(staged)}};
 }
 
 const dnnl::engine& cpu_engine() {
@@ -54,13 +65,14 @@ const dnnl::engine& cpu_engine() {
 }
 
 // What one thread needs to run one primitive: memory objects whose data handles are swapped in
-// per call, its scratchpad, and the argument array handed to the C API (the C++ execute builds
-// a std::unordered_map and a std::vector per call).
+// per call, its scratchpad, the argument array handed to the C API (the C++ execute builds
+// a std::unordered_map and a std::vector per call), and the dense block of a staged operand.
 struct ThreadState {
   dnnl::stream stream;
   memory a, b, bias, c, scratchpad;
   std::array<dnnl_exec_arg_t, 5> args{};
   int nargs = 0;
+  std::vector<float> staged;
 };
 
 // Per-thread states live in one slot per oneTBB arena slot, all created with the primitive, so
@@ -73,6 +85,7 @@ struct ThreadState {
 struct Primitive {
   dnnl::matmul matmul;
   memory::desc a_md, b_md, bias_md, c_md, scratchpad_md;
+  int64_t staged_floats = 0;
   std::vector<ThreadState> slots;
   tbb::enumerable_thread_specific<ThreadState> others;
 };
@@ -98,6 +111,10 @@ std::unique_ptr<Primitive> make_primitive(const TileKey& key) {
   const dnnl::matmul::primitive_desc pd(desc, attr, cpu_engine());
   p->scratchpad_md = pd.scratchpad_desc();
   p->matmul = dnnl::matmul(pd);
+  // The staging blocks are made here, with the primitive, so that no step after warm-up
+  // allocates them.
+  if (key.staged() == Staged::kA) p->staged_floats = key.m() * key.k();
+  if (key.staged() == Staged::kC) p->staged_floats = key.m() * key.n();
   p->slots.resize(static_cast<size_t>(tbb::this_task_arena::max_concurrency()));
   for (ThreadState& s : p->slots) init_thread_state(*p, s);
   return p;
@@ -131,6 +148,7 @@ void init_thread_state(const Primitive& p, ThreadState& s) {
     s.scratchpad = memory(p.scratchpad_md, engine);  // owned by oneDNN, kept for the process
     s.args[s.nargs++] = {DNNL_ARG_SCRATCHPAD, s.scratchpad.get()};
   }
+  s.staged.resize(static_cast<size_t>(p.staged_floats));
 }
 
 ThreadState& thread_state(Primitive& p) {
@@ -141,20 +159,31 @@ ThreadState& thread_state(Primitive& p) {
   return s;
 }
 
-// for_tiles with this engine's tile size.
+// for_tiles with the block tiles (the forward and dX products, and every bf16 product).
 template <class Tile>
-void for_onednn_tiles(int64_t m, int64_t n, const Tile& tile) {
+void for_block_tiles(int64_t m, int64_t n, const Tile& tile) {
   for_tiles(m, n, kOneDnnTileRows, kOneDnnTileCols, tile);
 }
 
 // Runs one tile product on the calling thread. Debian's oneDNN uses the OpenMP runtime: with more
 // than one OpenMP thread every call would start its own team inside a oneTBB task, so the
 // calling thread is set to one (cheap; it also makes the primitive's choice of kernel, made at
-// creation, the single-thread one on every thread).
-void run_tile(const TileKey& key, const void* a, const void* b, const float* bias, float* c) {
+// creation, the single-thread one on every thread). For a key with Staged::kA, stage(float* a)
+// fills the thread's dense left operand first and `a` is ignored; with Staged::kC the product
+// goes to the thread's dense block, then stage(const float* c) copies it out, and `c` is ignored.
+template <class Stage = std::nullptr_t>
+void run_tile(const TileKey& key, const void* a, const void* b, const float* bias, float* c,
+              const Stage& stage = nullptr) {
+  constexpr bool kStageC = std::is_invocable_v<Stage, const float*>;
+  constexpr bool kStageA = !kStageC && std::is_invocable_v<Stage, float*>;
   omp_set_num_threads(1);
   Primitive& p = primitive_for(key);
   ThreadState& s = thread_state(p);
+  if constexpr (kStageA) {
+    stage(s.staged.data());
+    a = s.staged.data();
+  }
+  if constexpr (kStageC) c = s.staged.data();
   s.a.set_data_handle(const_cast<void*>(a));
   s.b.set_data_handle(const_cast<void*>(b));
   s.c.set_data_handle(c);
@@ -164,6 +193,30 @@ void run_tile(const TileKey& key, const void* a, const void* b, const float* bia
   if (status != dnnl_success) {
     throw std::runtime_error("oneDNN matmul failed with status " + std::to_string(status));
   }
+  if constexpr (kStageC) stage(static_cast<const float*>(s.staged.data()));
+}
+
+// Rows [r0, r1) x columns [c0, c1) of d (leading dim ld) = the dense tile t, or 0 where
+// relu_x <= 0 when relu_x is not nullptr (relu_backward_tile's selection, in the same pass).
+void unstage_tile(const float* t, float* d, const float* relu_x, int64_t ld, int64_t r0,
+                  int64_t r1, int64_t c0, int64_t c1) {
+  const int64_t cols = c1 - c0;
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* tr = t + (r - r0) * cols;
+    float* dr = d + r * ld + c0;
+    if (relu_x == nullptr) {
+      std::copy(tr, tr + cols, dr);
+      continue;
+    }
+    const float* ar = relu_x + r * ld + c0;
+    for (int64_t c = 0; c < cols; ++c) dr[c] = ar[c] <= 0.0f ? 0.0f : tr[c];
+  }
+}
+
+// Row tiles of the dW product: rows [r0, r1) spanning all columns up to kOneDnnRowTileCols.
+template <class Tile>
+void for_dw_tiles(int64_t m, int64_t n, const Tile& tile) {
+  for_tiles(m, n, kOneDnnDwTileRows, kOneDnnRowTileCols, tile);
 }
 
 }  // namespace
@@ -173,31 +226,127 @@ bool onednn_available() { return true; }
 // x (n, in), w (out, in), b (out) or nullptr -> y (n, out) = x·wᵀ + b [relu]
 void onednn_dense_forward(const float* x, const float* w, const float* b, float* y, int64_t n,
                           int64_t in, int64_t out, bool relu) {
-  for_onednn_tiles(n, out, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-    // A = x rows, B = wᵀ columns [c0, c1) (w rows read with strides (1, in)).
-    const TileKey key = tile_key(r1 - r0, c1 - c0, in, in, 1, 1, in, out, b != nullptr, relu);
-    run_tile(key, x + r0 * in, w + c0 * in, b == nullptr ? nullptr : b + c0, y + r0 * out + c0);
+  for_block_tiles(n, out, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    // A = x rows, B = wᵀ columns [c0, c1) (w rows read with strides (1, in)). A tile narrower
+    // than y goes through a dense block (see gemm_engines.h).
+    const float* bias = b == nullptr ? nullptr : b + c0;
+    if (c1 - c0 == out) {
+      const TileKey key = tile_key(r1 - r0, out, in, in, 1, 1, in, out, b != nullptr, relu);
+      run_tile(key, x + r0 * in, w + c0 * in, bias, y + r0 * out);
+      return;
+    }
+    const TileKey key = tile_key(r1 - r0, c1 - c0, in, in, 1, 1, in, c1 - c0, b != nullptr,
+                                 relu, false, Staged::kC);
+    run_tile(key, x + r0 * in, w + c0 * in, bias, nullptr,
+             [&](const float* t) { unstage_tile(t, y, nullptr, out, r0, r1, c0, c1); });
   });
 }
+
+namespace {
+
+#if defined(__AVX512F__)
+// d (16 x 16, leading dim ldd) = s (16 x 16, leading dim lds) transposed, in registers. The
+// all-ones masked forms of the shuffles are used because GCC 12 reports its plain forms'
+// undefined pass-through operand as uninitialized.
+void transpose16(const float* s, int64_t lds, float* d, int64_t ldd) {
+  constexpr __mmask16 kAll = 0xffff;
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(s + i * lds);
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_mask_unpacklo_ps(r[i], kAll, r[i], r[i + 1]);
+    t[i + 1] = _mm512_mask_unpackhi_ps(r[i], kAll, r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    for (int j = 0; j < 2; ++j) {
+      const __m512d x = _mm512_castps_pd(t[i + j]), y = _mm512_castps_pd(t[i + j + 2]);
+      r[i + 2 * j] = _mm512_castpd_ps(_mm512_mask_unpacklo_pd(x, 0xff, x, y));
+      r[i + 2 * j + 1] = _mm512_castpd_ps(_mm512_mask_unpackhi_pd(x, 0xff, x, y));
+    }
+  }
+  // r[4q + c] now holds, in 128-bit lane l, rows 4q..4q+3 of column 4l + c.
+  for (int q = 0; q < 4; q += 2) {
+    for (int c = 0; c < 4; ++c) {
+      const __m512 lo = r[4 * q + c], hi = r[4 * q + 4 + c];
+      t[4 * q + c] = _mm512_mask_shuffle_f32x4(lo, kAll, lo, hi, 0x88);
+      t[4 * q + 4 + c] = _mm512_mask_shuffle_f32x4(lo, kAll, lo, hi, 0xdd);
+    }
+  }
+  for (int c = 0; c < 8; ++c) {
+    _mm512_storeu_ps(d + c * ldd, _mm512_mask_shuffle_f32x4(t[c], kAll, t[c], t[8 + c], 0x88));
+    _mm512_storeu_ps(d + (c + 8) * ldd,
+                     _mm512_mask_shuffle_f32x4(t[c], kAll, t[c], t[8 + c], 0xdd));
+  }
+}
+#endif
+
+// a (r1 - r0, n) = columns [r0, r1) of dy (n, out) transposed, and db[r0, r1) = their sums
+// (rows added in order, as bias_backward_cols adds them) when db is not nullptr. Blocks of 16
+// rows of dy stay in L1 while they are read for both.
+void stage_dyt(const float* dy, float* a, float* db, int64_t n, int64_t out, int64_t r0,
+               int64_t r1) {
+  constexpr int64_t kRows = 16;
+  if (db != nullptr) std::fill(db + r0, db + r1, 0.0f);
+  for (int64_t rb = 0; rb < n; rb += kRows) {
+    const int64_t re = std::min(n, rb + kRows);
+    int64_t o = r0;
+#if defined(__AVX512F__)
+    if (re - rb == kRows) {
+      for (; o + kRows <= r1; o += kRows) transpose16(dy + rb * out + o, out, a + (o - r0) * n + rb, n);
+    }
+#endif
+    for (; o < r1; ++o) {
+      float* ao = a + (o - r0) * n;
+      for (int64_t r = rb; r < re; ++r) ao[r] = dy[r * out + o];
+    }
+    if (db == nullptr) continue;
+    for (int64_t r = rb; r < re; ++r) {
+      const float* row = dy + r * out;
+      for (int64_t o = r0; o < r1; ++o) db[o] += row[o];
+    }
+  }
+}
+
+// dw (out, in) = dyᵀ·x in row blocks of dw. dyᵀ read in place is a strided left operand, which
+// oneDNN 2.6 runs on gemm:jit at 155-175 GFLOP/s here; each tile instead copies its columns of
+// dy transposed into a dense block (≈ 2% of the product's time) and the product runs at
+// 195-205 (measured one product after another, 1 thread). The copy also sums the bias gradient.
+void onednn_weight_grad(const float* dy, const float* x, float* dw, float* db, int64_t n,
+                        int64_t in, int64_t out) {
+  for_dw_tiles(out, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    const TileKey key =
+        tile_key(r1 - r0, c1 - c0, n, n, 1, in, 1, in, false, false, false, Staged::kA);
+    run_tile(key, nullptr, x + c0, nullptr, dw + r0 * in + c0,
+             [&](float* a) { stage_dyt(dy, a, c0 == 0 ? db : nullptr, n, out, r0, r1); });
+    report_dw_tile(dw, db, in, out, r0, r1, c0, c1);
+  });
+}
+
+// dx (n, in) = dy·w [⊙ (x > 0)]: A = dy rows, B = w's columns [c0, c1).
+void onednn_input_grad(const float* dy, const float* x, const float* w, float* dx, int64_t n,
+                       int64_t in, int64_t out, bool relu_dx) {
+  for_block_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    if (c1 - c0 == in) {
+      const TileKey key = tile_key(r1 - r0, in, out, out, 1, in, 1, in, false, false);
+      run_tile(key, dy + r0 * out, w, nullptr, dx + r0 * in);
+      if (relu_dx) relu_backward_tile(x, dx, in, r0, r1, c0, c1);
+      return;
+    }
+    // A tile narrower than dx goes through a dense block, masked on the way out.
+    const TileKey key = tile_key(r1 - r0, c1 - c0, out, out, 1, in, 1, c1 - c0, false, false,
+                                 false, Staged::kC);
+    run_tile(key, dy + r0 * out, w + c0, nullptr, nullptr, [&](const float* t) {
+      unstage_tile(t, dx, relu_dx ? x : nullptr, in, r0, r1, c0, c1);
+    });
+  });
+}
+
+}  // namespace
 
 // dy (n, out), x (n, in), w (out, in) -> dw (out, in), db (out), dx (n, in); all overwritten.
 void onednn_dense_backward(const float* dy, const float* x, const float* w, float* dw, float* db,
                            float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx) {
-  // dw (out, in) = dyᵀ·x: A = dy's columns [r0, r1) read transposed (strides (1, out)).
-  for_onednn_tiles(out, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-    const TileKey key = tile_key(r1 - r0, c1 - c0, n, 1, out, in, 1, in, false, false);
-    run_tile(key, dy + r0, x + c0, nullptr, dw + r0 * in + c0);
-    if (db != nullptr && c0 == 0) bias_backward_cols(dy, db, n, out, r0, r1);
-    report_dw_tile(dw, db, in, out, r0, r1, c0, c1);
-  });
-  if (dx != nullptr) {
-    // dx (n, in) = dy·w: A = dy rows, B = w's columns [c0, c1).
-    for_onednn_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-      const TileKey key = tile_key(r1 - r0, c1 - c0, out, out, 1, in, 1, in, false, false);
-      run_tile(key, dy + r0 * out, w + c0, nullptr, dx + r0 * in + c0);
-      if (relu_dx) relu_backward_tile(x, dx, in, r0, r1, c0, c1);
-    });
-  }
+  onednn_weight_grad(dy, x, dw, db, n, in, out);
+  if (dx != nullptr) onednn_input_grad(dy, x, w, dx, n, in, out, relu_dx);
 }
 
 const char* bf16_unsupported_reason() {
@@ -222,7 +371,7 @@ void require_bf16() {
 void dense_forward_bf16(const bf16* x, const bf16* w, const float* b, float* y, bf16* y16,
                         int64_t n, int64_t in, int64_t out, bool relu) {
   require_bf16();
-  for_onednn_tiles(n, out, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  for_block_tiles(n, out, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     const TileKey key =
         tile_key(r1 - r0, c1 - c0, in, in, 1, 1, in, out, b != nullptr, relu, true);
     run_tile(key, x + r0 * in, w + c0 * in, b == nullptr ? nullptr : b + c0, y + r0 * out + c0);
@@ -233,7 +382,7 @@ void dense_forward_bf16(const bf16* x, const bf16* w, const float* b, float* y, 
 void dense_backward_bf16(const DenseBf16Backward& a, int64_t n, int64_t in, int64_t out) {
   require_bf16();
   // dw (out, in) = dyᵀ·x: A = rows [r0, r1) of the dense dyᵀ copy, B = x's columns [c0, c1).
-  for_onednn_tiles(out, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  for_block_tiles(out, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     const TileKey key = tile_key(r1 - r0, c1 - c0, n, n, 1, in, 1, in, false, false, true);
     run_tile(key, a.dyt16 + r0 * n, a.x16 + c0, nullptr, a.dw + r0 * in + c0);
     if (a.db != nullptr && c0 == 0) bias_backward_cols(a.dy, a.db, n, out, r0, r1);
@@ -241,7 +390,7 @@ void dense_backward_bf16(const DenseBf16Backward& a, int64_t n, int64_t in, int6
   });
   if (a.dx == nullptr) return;
   // dx (n, in) = dy·w, masked and converted for the previous layer while the tile is in cache.
-  for_onednn_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  for_block_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     const TileKey key = tile_key(r1 - r0, c1 - c0, out, out, 1, in, 1, in, false, false, true);
     run_tile(key, a.dy16 + r0 * out, a.w16 + c0, nullptr, a.dx + r0 * in + c0);
     if (a.relu_x != nullptr) relu_backward_tile(a.relu_x, a.dx, in, r0, r1, c0, c1);

@@ -3,7 +3,7 @@
 SGD with momentum), at the same core count.
 
 usage: compare_pytorch.py [--tessera build/tessera] [--steps 120] [--cores 1 2] [--repeats 3]
-                          [--precision fp32 [bf16]] [--no-torch] [--ddp]
+                          [--precision fp32 [bf16]] [--no-torch] [--ddp] [--shuffle]
 
 --ddp adds the N = 2 comparison: tessera 2 ranks x 1 thread against PyTorch DistributedDataParallel
 (gloo backend, over loopback TCP) 2 processes x 1 thread, each pinned to its own core, same model
@@ -14,6 +14,11 @@ PyTorch runs in the strongest setup measured in ../shared/LIMITS.md: AVX-512 Ope
 for two threads, OMP_WAIT_POLICY=PASSIVE. Its data is a tensor in memory; tessera reads every
 batch from the HDF5 file. Each figure is the median over --repeats runs of the median
 steady-state samples/s (first 20 steps excluded). Both run pinned to the same cores (taskset).
+Both read the rows in file order by default (PyTorch slices its tensor, tessera trains with
+data.shuffle = false); --shuffle makes both shuffle: PyTorch gathers each batch from a new
+permutation every epoch (as a shuffling DataLoader does), tessera keeps data.shuffle = true and
+reads the scattered rows from HDF5 on its read-ahead thread, which shares the cores (≈ 6% of
+one core's time at 1 core here, against < 1% in file order).
 --precision fp32 bf16 also trains tessera with train.precision = "bf16" in every layout, runs
 interleaved with the fp32 ones, and prints the bf16 / fp32 ratio of the same run (PyTorch stays
 float32; it is compared with tessera's best fp32 layout). --no-torch skips PyTorch.
@@ -32,6 +37,7 @@ TORCH_CHILD = r"""
 import sys, time, json, statistics
 import h5py, numpy as np, torch
 threads, steps, batch, path = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+shuffle = sys.argv[5] == "1"
 torch.set_num_threads(threads)
 torch.manual_seed(1)
 with h5py.File(path, "r") as f:
@@ -46,7 +52,13 @@ times = []
 for s in range(steps):
     i = s % per_epoch
     t0 = time.perf_counter()
-    xb, yb = x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]
+    if shuffle:
+        if i == 0:
+            perm = torch.randperm(x.shape[0])
+        idx = perm[i * batch:(i + 1) * batch]
+        xb, yb = x[idx], y[idx]
+    else:
+        xb, yb = x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]
     opt.zero_grad(set_to_none=True)
     loss = loss_fn(model(xb), yb)
     loss.backward()
@@ -63,6 +75,7 @@ DDP_CHILD = r"""
 import os, sys, time, json, statistics
 import h5py, numpy as np, torch, torch.distributed as dist
 steps, batch, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+shuffle = sys.argv[4] == "1"
 torch.set_num_threads(1)
 dist.init_process_group("gloo")
 rank, world = dist.get_rank(), dist.get_world_size()
@@ -81,7 +94,13 @@ for s in range(steps):
     i = s % per_epoch
     t0 = time.perf_counter()
     lo = i * batch + rank * local
-    xb, yb = x[lo:lo + local], y[lo:lo + local]
+    if shuffle:
+        if i == 0:
+            perm = torch.randperm(x.shape[0])  # the same on every rank: same seed, same calls
+        idx = perm[lo:lo + local]
+        xb, yb = x[idx], y[idx]
+    else:
+        xb, yb = x[lo:lo + local], y[lo:lo + local]
     opt.zero_grad(set_to_none=True)
     loss = loss_fn(model(xb), yb)
     loss.backward()
@@ -95,12 +114,13 @@ dist.destroy_process_group()
 """
 
 
-def run_ddp(steps, batch, data, port):
+def run_ddp(steps, batch, data, port, shuffle):
     """PyTorch DDP (gloo), 2 processes x 1 thread, process r pinned to core r."""
     procs = []
     for r in range(2):
         env = dict(torch_env(1), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(r), WORLD_SIZE="2")
-        procs.append(subprocess.Popen(["taskset", "-c", str(r), sys.executable, "-c", DDP_CHILD, str(steps), str(batch), data],
+        procs.append(subprocess.Popen(["taskset", "-c", str(r), sys.executable, "-c", DDP_CHILD, str(steps), str(batch), data,
+                                       "1" if shuffle else "0"],
                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outs = [p.communicate() for p in procs]
     for p, (_, err) in zip(procs, outs):
@@ -126,8 +146,9 @@ def pin(cores):
     return ["taskset", "-c", f"0-{cores - 1}"]
 
 
-def run_torch(threads, steps, batch, data):
-    out = subprocess.run(pin(threads) + [sys.executable, "-c", TORCH_CHILD, str(threads), str(steps), str(batch), data],
+def run_torch(threads, steps, batch, data, shuffle):
+    out = subprocess.run(pin(threads) + [sys.executable, "-c", TORCH_CHILD, str(threads), str(steps), str(batch), data,
+                                         "1" if shuffle else "0"],
                          env=torch_env(threads), check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["samples_per_s"]
 
@@ -156,6 +177,7 @@ def main():
     ap.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--ddp", action="store_true", help="add tessera 2 ranks x 1 thread against PyTorch DDP gloo 2 x 1")
+    ap.add_argument("--shuffle", action="store_true", help="both shuffle the rows (default: both read them in file order)")
     a = ap.parse_args()
     if "fp32" not in a.precision:
         sys.exit("compare_pytorch: --precision needs fp32 (the baseline of every ratio)")
@@ -171,7 +193,7 @@ def main():
                         "--classes", "10", "--seed", "3"], check=True, env=env, capture_output=True)
         config = os.path.join(work, "mlp.toml")
         with open(config, "w") as f:
-            f.write('[data]\ntrain = "mlp.h5"\n[model]\nkind = "mlp"\nhidden = [1024, 1024]\n'
+            f.write(f'[data]\ntrain = "mlp.h5"\nshuffle = {"true" if a.shuffle else "false"}\n[model]\nkind = "mlp"\nhidden = [1024, 1024]\n'
                     '[optimizer]\nkind = "sgd"\nlr = 0.01\nmomentum = 0.9\n'
                     f'[train]\nbatch_size = {a.batch}\nepochs = 1000\nlog_every = 10\n')
         print(f"reference MLP 784-1024-1024-10, batch {a.batch}, SGD momentum; median of {a.repeats} runs "
@@ -194,7 +216,7 @@ def main():
                     best, best_layout = rates["fp32"], (ranks, threads)
             if a.no_torch:
                 continue
-            t = statistics.median(run_torch(cores, a.steps, a.batch, data) for _ in range(a.repeats))
+            t = statistics.median(run_torch(cores, a.steps, a.batch, data, a.shuffle) for _ in range(a.repeats))
             print(f"{cores:>5}  {f'best {best_layout[0]}x{best_layout[1]}':>15}  {'fp32':>9}  {best:>10,.0f}  {t:>10,.0f}  "
                   f"{best / t:>6.2f}")
         if a.ddp:
@@ -202,7 +224,7 @@ def main():
             tess, ddp = [], []
             for k in range(a.repeats):
                 tess.append(run_tessera(a.tessera, 2, 1, a.steps, a.batch, config, work))
-                ddp.append(run_ddp(a.steps, a.batch, data, 29500 + k))
+                ddp.append(run_ddp(a.steps, a.batch, data, 29500 + k, a.shuffle))
             tm, dm = statistics.median(tess), statistics.median(ddp)
             print(f"\nN = 2: tessera 2 ranks x 1 thread against PyTorch DDP (gloo) 2 processes x 1 thread, "
                   f"global batch {a.batch}")

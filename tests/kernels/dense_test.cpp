@@ -57,9 +57,11 @@ struct Shape {
 };
 
 // 37x19x23 is one partial tile; 257x129x67 spans 3 row tiles of Eigen's and 2 of oneDNN's;
-// 300x70x520 spans 3 (Eigen) / 2 (oneDNN) column tiles of y and dw (out > 512), and 129x600x40
-// spans 3 / 2 column tiles of dx (in > 512).
-const Shape kShapes[] = {{37, 19, 23}, {257, 129, 67}, {300, 70, 520}, {129, 600, 40}, {1, 1, 1}};
+// 300x70x520 spans 3 (Eigen) / 2 (oneDNN) column tiles of y (out > 512) and 3 row tiles of
+// oneDNN's dw; 129x600x40 spans 3 / 2 column tiles of dx (in > 512); 70x1100x30 spans 2 column
+// tiles of oneDNN's dw (in > 1024), each staging the same block of dyᵀ.
+const Shape kShapes[] = {{37, 19, 23},  {257, 129, 67}, {300, 70, 520},
+                         {129, 600, 40}, {70, 1100, 30}, {1, 1, 1}};
 
 // Outputs of one forward + backward run.
 template <class T>
@@ -486,14 +488,17 @@ TEST(Dense, StepAllocationsBoundedAndConstant) {
   for (const Shape s : kAllocShapes) {
     const DenseInputs<float> d(s);
     DenseRun<float> r = d.run();
-    const int64_t tr = onednn ? kOneDnnTileRows : kTileRows;
-    const int64_t tc = onednn ? kOneDnnTileCols : kTileCols;
-    const auto tiles = [&](int64_t m, int64_t n) {
+    const auto tiles = [](int64_t m, int64_t n, int64_t tr, int64_t tc) {
       return ((m + tr - 1) / tr) * ((n + tc - 1) / tc);
     };
     // forward + fused-relu forward + dw + dx tiles of one counted step.
     const int64_t step_tiles =
-        2 * tiles(s.n, s.out) + tiles(s.out, s.in) + tiles(s.n, s.in);
+        onednn ? 2 * tiles(s.n, s.out, kOneDnnTileRows, kOneDnnTileCols) +
+                     tiles(s.out, s.in, kOneDnnDwTileRows, kOneDnnRowTileCols) +
+                     tiles(s.n, s.in, kOneDnnTileRows, kOneDnnTileCols)
+               : 2 * tiles(s.n, s.out, kTileRows, kTileCols) +
+                     tiles(s.out, s.in, kTileRows, kTileCols) +
+                     tiles(s.n, s.in, kTileRows, kTileCols);
     for (int threads : {1, 2}) {
       std::vector<int64_t> counts;
       with_threads(threads, [&] {
