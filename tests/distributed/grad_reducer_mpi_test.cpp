@@ -39,23 +39,18 @@ void gradient(Model& model, const std::vector<float>& params, const std::vector<
   reducer->finish();
 }
 
-TEST(GradReducerMpi, OverlapAndThreadCountDoNotChangeTheBits) {
-  MpiCommunicator& comm = *g_comm;
-  ModelSpec spec;
-  spec.sizes = {96, 700, 520, 10};  // 7 row blocks of 256 rows or fewer: rings and one small sum
-  Model model(spec, kRows);
-  std::vector<float> params(static_cast<size_t>(spec.param_count()));
-  init_params(spec, 9, params.data());
-  const std::vector<float> x = rank_input(comm.rank(), spec.inputs());
-
+// The reduced gradient for overlap off/on x threads 1/2, in that order; all must hold the same bits.
+std::vector<std::vector<float>> reduced_four_ways(MpiCommunicator& comm, const ModelSpec& spec, Model& model,
+                                                  const std::vector<float>& params, const std::vector<float>& x,
+                                                  Precision precision) {
   std::vector<std::vector<float>> results;
   for (bool overlap : {false, true}) {
     for (int threads : {1, 2}) {
       tbb::global_control gc(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(threads));
       GradReducer reducer(spec, 0.05, overlap, comm);
-      ASSERT_GE(reducer.pieces().size(), 6u);
+      EXPECT_GE(reducer.pieces().size(), 6u);
       std::vector<float> grads(params.size());
-      gradient(model, params, x, grads.data(), &reducer);
+      gradient(model, params, x, grads.data(), &reducer, precision);
       EXPECT_FALSE(reducer.local_non_finite());
       results.push_back(std::move(grads));
     }
@@ -64,6 +59,18 @@ TEST(GradReducerMpi, OverlapAndThreadCountDoNotChangeTheBits) {
     EXPECT_EQ(0, std::memcmp(results[0].data(), results[k].data(), results[0].size() * sizeof(float)))
         << "configuration " << k << " (overlap " << (k >= 2) << ", threads " << (k % 2 + 1) << ") differs";
   }
+  return results;
+}
+
+TEST(GradReducerMpi, OverlapAndThreadCountDoNotChangeTheBits) {
+  MpiCommunicator& comm = *g_comm;
+  ModelSpec spec;
+  spec.sizes = {96, 700, 520, 10};  // 7 row blocks of 256 rows or fewer: rings and one small sum
+  Model model(spec, kRows);
+  std::vector<float> params(static_cast<size_t>(spec.param_count()));
+  init_params(spec, 9, params.data());
+  const std::vector<float> x = rank_input(comm.rank(), spec.inputs());
+  const auto results = reduced_four_ways(comm, spec, model, params, x, Precision::kFp32);
   // Every rank's own gradient, computed here and summed in double: the reduced values.
   std::vector<double> sum(params.size(), 0.0);
   std::vector<float> own(params.size());
@@ -89,19 +96,7 @@ TEST(GradReducerMpi, Bf16OverlapAndThreadCountDoNotChangeTheBits) {
   std::vector<float> params(static_cast<size_t>(spec.param_count()));
   init_params(spec, 9, params.data());
   const std::vector<float> x = rank_input(comm.rank(), spec.inputs());
-  std::vector<std::vector<float>> results;
-  for (bool overlap : {false, true}) {
-    for (int threads : {1, 2}) {
-      tbb::global_control gc(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(threads));
-      GradReducer reducer(spec, 0.05, overlap, comm);
-      std::vector<float> grads(params.size());
-      gradient(model, params, x, grads.data(), &reducer, Precision::kBf16);
-      results.push_back(std::move(grads));
-    }
-  }
-  for (size_t k = 1; k < results.size(); ++k) {
-    EXPECT_EQ(0, std::memcmp(results[0].data(), results[k].data(), results[0].size() * sizeof(float))) << k;
-  }
+  reduced_four_ways(comm, spec, model, params, x, Precision::kBf16);
 }
 
 }  // namespace
