@@ -4,7 +4,6 @@
 #include "core/grad_reducer.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "core/error.h"
 #include "kernels/dense.h"
@@ -17,16 +16,9 @@ namespace {
 // Rows [r0, r1) x columns [c0, c1) of m (leading dim ld) hold a NaN or infinity. Serial: it runs
 // inside the tile that just wrote the block, while the block is in cache.
 bool block_non_finite(const float* m, int64_t ld, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-  uint32_t any = 0;
-  for (int64_t r = r0; r < r1; ++r) {
-    const float* row = m + r * ld;
-    for (int64_t c = c0; c < c1; ++c) {
-      uint32_t bits;
-      std::memcpy(&bits, row + c, sizeof bits);
-      any |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
-    }
-  }
-  return any != 0;
+  bool any = false;
+  for (int64_t r = r0; r < r1; ++r) any |= kernels::has_non_finite_serial(m + r * ld + c0, c1 - c0);
+  return any;
 }
 
 }  // namespace

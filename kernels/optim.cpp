@@ -157,15 +157,19 @@ double sum_squares(const float* x, int64_t n) {
 
 // Any NaN or infinity? Tested on the exponent bits (all ones) so the loop is an integer OR
 // reduction that vectorizes, and fast-math flags cannot fold the test away.
+bool has_non_finite_serial(const float* x, int64_t n) {
+  uint32_t any = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, x + i, sizeof bits);
+    any |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  return any != 0;
+}
+
 bool has_non_finite(const float* x, int64_t n) {
   const double bad = sum_chunks(n, kChunk, [=](int64_t begin, int64_t end) {
-    uint32_t any = 0;
-    for (int64_t i = begin; i < end; ++i) {
-      uint32_t bits;
-      std::memcpy(&bits, x + i, sizeof bits);
-      any |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
-    }
-    return static_cast<double>(any);
+    return has_non_finite_serial(x + begin, end - begin) ? 1.0 : 0.0;
   });
   return bad != 0.0;
 }

@@ -26,7 +26,9 @@ void scale(float* x, int64_t n, float s);
 // Σ x² in double, fixed chunks (global gradient norm for clipping).
 double sum_squares(const float* x, int64_t n);
 
-// Any NaN or infinity in x (n)?
+// Any NaN or infinity in x (n)? In parallel chunks.
 bool has_non_finite(const float* x, int64_t n);
+// The same on the calling thread only: for a block a kernel tile has just written.
+bool has_non_finite_serial(const float* x, int64_t n);
 
 }  // namespace tessera::kernels

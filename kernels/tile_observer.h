@@ -36,7 +36,7 @@ class ObserveTiles {
   ObserveTiles& operator=(const ObserveTiles&) = delete;
 };
 
-// Reported by the weight-gradient tiles (dense_backward*). One relaxed load when no observer.
+// Reported by the weight-gradient tiles (dense_backward*). One atomic load when no observer.
 inline void report_final(const float* m, int64_t ld, int64_t r0, int64_t r1, int64_t c0,
                          int64_t c1) {
   if (TileObserver* o = detail::g_tile_observer.load(std::memory_order_acquire)) {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Packs a built tessera (tessera, collective_bench, the scripts) with every shared library it and
+# Packs a built tessera (tessera, collective_bench) with every shared library it and
 # OpenMPI's launcher need into one relocatable tarball, for running the scaling benchmark on a
 # machine that has none of the Debian packages and cannot reach an archive (a lent 16-core box).
 #   scripts/bundle_runtime.sh BUILD_DIR OUT.tar.xz
@@ -7,14 +7,12 @@
 # scripts/run_bundled.sh unpacks it and points OpenMPI and PMIx at their relocated plugins.
 set -euo pipefail
 build=$1 out=$2
-here=$(cd "$(dirname "$0")" && pwd)
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 root=$stage/tb
-mkdir -p "$root/build/bench" "$root/lib" "$root/usr/bin" "$root/etc" "$root/scripts"
+mkdir -p "$root/build/bench" "$root/lib" "$root/usr/bin" "$root/etc"
 cp "$build/tessera" "$root/build/"
 cp "$build/bench/collective_bench" "$root/build/bench/"
-cp "$here"/scaling.py "$here"/overlap.py "$root/scripts/"
 arch=/usr/lib/x86_64-linux-gnu
 mkdir -p "$root$arch" "$root/usr/share"
 cp -a "$arch/openmpi" "$root$arch/"

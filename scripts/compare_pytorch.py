@@ -33,58 +33,27 @@ import subprocess
 import sys
 import tempfile
 
+# One PyTorch process: plain, or one rank of DistributedDataParallel (gloo) when started with
+# WORLD_SIZE in its environment, taking its share of each global batch.
 TORCH_CHILD = r"""
-import sys, time, json, statistics
+import os, sys, time, json, statistics
 import h5py, numpy as np, torch
 threads, steps, batch, path = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 shuffle = sys.argv[5] == "1"
+ddp = "WORLD_SIZE" in os.environ
 torch.set_num_threads(threads)
+if ddp:
+    import torch.distributed as dist
+    dist.init_process_group("gloo")
+rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
 torch.manual_seed(1)
 with h5py.File(path, "r") as f:
     x = torch.from_numpy(f["X"][()])
     y = torch.from_numpy(f["y"][()].astype(np.int64))
 model = torch.nn.Sequential(torch.nn.Linear(784, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 1024),
                             torch.nn.ReLU(), torch.nn.Linear(1024, 10))
-opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-loss_fn = torch.nn.CrossEntropyLoss()
-per_epoch = x.shape[0] // batch
-times = []
-for s in range(steps):
-    i = s % per_epoch
-    t0 = time.perf_counter()
-    if shuffle:
-        if i == 0:
-            perm = torch.randperm(x.shape[0])
-        idx = perm[i * batch:(i + 1) * batch]
-        xb, yb = x[idx], y[idx]
-    else:
-        xb, yb = x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]
-    opt.zero_grad(set_to_none=True)
-    loss = loss_fn(model(xb), yb)
-    loss.backward()
-    opt.step()
-    times.append(time.perf_counter() - t0)
-steady = times[20:]
-# Median over windows of 10 steps, like tessera's log_every = 10 intervals.
-windows = [batch * 10 / sum(steady[k:k + 10]) for k in range(0, len(steady) - 9, 10)]
-print(json.dumps({"samples_per_s": statistics.median(windows), "loss": float(loss)}))
-"""
-
-
-DDP_CHILD = r"""
-import os, sys, time, json, statistics
-import h5py, numpy as np, torch, torch.distributed as dist
-steps, batch, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-shuffle = sys.argv[4] == "1"
-torch.set_num_threads(1)
-dist.init_process_group("gloo")
-rank, world = dist.get_rank(), dist.get_world_size()
-torch.manual_seed(1)
-with h5py.File(path, "r") as f:
-    x = torch.from_numpy(f["X"][()])
-    y = torch.from_numpy(f["y"][()].astype(np.int64))
-model = torch.nn.parallel.DistributedDataParallel(torch.nn.Sequential(
-    torch.nn.Linear(784, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 10)))
+if ddp:
+    model = torch.nn.parallel.DistributedDataParallel(model)
 opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 loss_fn = torch.nn.CrossEntropyLoss()
 per_epoch = x.shape[0] // batch
@@ -107,10 +76,12 @@ for s in range(steps):
     opt.step()
     times.append(time.perf_counter() - t0)
 steady = times[20:]
+# Median over windows of 10 steps, like tessera's log_every = 10 intervals.
 windows = [batch * 10 / sum(steady[k:k + 10]) for k in range(0, len(steady) - 9, 10)]
 if rank == 0:
     print(json.dumps({"samples_per_s": statistics.median(windows), "loss": float(loss)}))
-dist.destroy_process_group()
+if ddp:
+    dist.destroy_process_group()
 """
 
 
@@ -119,8 +90,8 @@ def run_ddp(steps, batch, data, port, shuffle):
     procs = []
     for r in range(2):
         env = dict(torch_env(1), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(r), WORLD_SIZE="2")
-        procs.append(subprocess.Popen(["taskset", "-c", str(r), sys.executable, "-c", DDP_CHILD, str(steps), str(batch), data,
-                                       "1" if shuffle else "0"],
+        procs.append(subprocess.Popen(["taskset", "-c", str(r), sys.executable, "-c", TORCH_CHILD, "1", str(steps), str(batch),
+                                       data, "1" if shuffle else "0"],
                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outs = [p.communicate() for p in procs]
     for p, (_, err) in zip(procs, outs):
@@ -132,6 +103,7 @@ def run_ddp(steps, batch, data, port, shuffle):
 def torch_env(threads):
     env = dict(os.environ)
     env.pop("OPENBLAS_CORETYPE", None)
+    env.pop("WORLD_SIZE", None)  # the child runs DDP only when run_ddp sets it
     # OpenBLAS (pthread flavour) starts its own threads unless told; torch.set_num_threads
     # only limits OpenMP.
     env["OPENBLAS_NUM_THREADS"] = str(threads)
