@@ -1,4 +1,5 @@
-// Throughput of the dense GEMM kernels of each engine (engine 0 = Eigen, 1 = oneDNN), and of
+// Throughput of the dense GEMM kernels of each engine (0 = Eigen, 1 = oneDNN, 2 = tessera's own
+// AVX-512 microkernels), and of
 // oneDNN's bf16 products, at the reference MLP's shapes (784-1024-1024-10, batch 128 and 256)
 // and of the flat optimizer steps, for 1 and 2 oneTBB threads. Every (engine, shape) is
 // validated once against a naive double reference before timing; a wrong kernel aborts.
@@ -53,13 +54,15 @@ void check(const char* what, const std::vector<float>& got, const std::vector<do
   }
 }
 
-// The engines compared: index 0 Eigen, 1 oneDNN (when built in).
-constexpr int64_t kEigen = 0, kOneDnn = 1;
+// The engines compared: index 0 Eigen, 1 oneDNN, 2 AVX-512 (the last two when built in).
+constexpr int64_t kEigen = 0, kOneDnn = 1, kAvx512 = 2;
 
 void engine_forward(int64_t engine, const float* x, const float* w, const float* b, float* y,
                     int64_t n, int64_t in, int64_t out, bool relu) {
   if (engine == kOneDnn) {
     onednn_dense_forward(x, w, b, y, n, in, out, relu);
+  } else if (engine == kAvx512) {
+    avx512_dense_forward(x, w, b, y, n, in, out, relu);
   } else {
     eigen_dense_forward(x, w, b, y, n, in, out, relu);
   }
@@ -69,6 +72,8 @@ void engine_backward(int64_t engine, const float* dy, const float* x, const floa
                      float* db, float* dx, int64_t n, int64_t in, int64_t out) {
   if (engine == kOneDnn) {
     onednn_dense_backward(dy, x, w, dw, db, dx, n, in, out);
+  } else if (engine == kAvx512) {
+    avx512_dense_backward(dy, x, w, dw, db, dx, n, in, out);
   } else {
     eigen_dense_backward(dy, x, w, dw, db, dx, n, in, out);
   }
@@ -199,8 +204,9 @@ void BM_DenseBackward(benchmark::State& state) {
 // built in. Forward runs with the fused ReLU of the hidden layers (not for the 10-wide output
 // layer); backward with and without dx.
 void mlp_shapes(benchmark::internal::Benchmark* b, bool backward) {
-  for (int64_t engine : {kEigen, kOneDnn}) {
+  for (int64_t engine : {kEigen, kOneDnn, kAvx512}) {
     if (engine == kOneDnn && !onednn_available()) continue;
+    if (engine == kAvx512 && !avx512_available()) continue;
     for (int64_t n : {256, 128})
       for (auto [in, out] : {std::pair<int64_t, int64_t>{784, 1024}, {1024, 1024}, {1024, 10}})
         for (int64_t threads : {1, 2}) {
@@ -211,8 +217,8 @@ void mlp_shapes(benchmark::internal::Benchmark* b, bool backward) {
           }
         }
   }
-  b->ArgNames(backward ? std::vector<std::string>{"onednn", "n", "in", "out", "threads", "dx"}
-                       : std::vector<std::string>{"onednn", "n", "in", "out", "threads", "relu"});
+  b->ArgNames(backward ? std::vector<std::string>{"engine", "n", "in", "out", "threads", "dx"}
+                       : std::vector<std::string>{"engine", "n", "in", "out", "threads", "relu"});
   b->UseRealTime()->Unit(benchmark::kMicrosecond);
 }
 

@@ -47,6 +47,7 @@ std::string provenance_json(const std::string& resolved_toml, const Hdf5Dataset&
   build.add("version", kVersion).add("git_commit", kGitCommit).add("build_type", kBuildType).add("compiler", kCompiler);
   // The float GEMM engine decides the bits of every result (its kernels round differently).
   build.add("gemm_engine", kernels::gemm_engine_name());
+  build.add("bf16_engine", kernels::bf16_engine_name());
   JsonObject o;
   o.add("tessera_version", kVersion).add_raw("build", build.str());
   o.add("config_hash", config_hash(resolved_toml)).add("model", facts.model);

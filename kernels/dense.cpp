@@ -8,12 +8,25 @@
 #include <Eigen/Core>  // GCC 12 false -Wmaybe-uninitialized in its AVX-512 headers: silenced in CMakeLists.txt
 
 #include <algorithm>
+#include <stdexcept>
 #include <type_traits>
 
 #include "kernels/gemm_engines.h"
 
-#ifndef TESSERA_GEMM_ONEDNN
-#define TESSERA_GEMM_ONEDNN 0
+// The build's engine for the float products (CMakeLists.txt sets one of these).
+#if defined(TESSERA_GEMM_ENGINE_AVX512)
+#define TESSERA_ENGINE_FORWARD avx512_dense_forward
+#define TESSERA_ENGINE_BACKWARD avx512_dense_backward
+#elif defined(TESSERA_GEMM_ENGINE_ONEDNN)
+#define TESSERA_ENGINE_FORWARD onednn_dense_forward
+#define TESSERA_ENGINE_BACKWARD onednn_dense_backward
+#endif
+#ifdef TESSERA_ENGINE_FORWARD
+constexpr bool kFloatEngine = true;
+#else
+constexpr bool kFloatEngine = false;
+#define TESSERA_ENGINE_FORWARD eigen_dense_forward<float>
+#define TESSERA_ENGINE_BACKWARD eigen_dense_backward<float>
 #endif
 
 // gemm_tile calls Eigen's internal GEMM entry point, whose signature is 3.4's.
@@ -141,9 +154,13 @@ void eigen_dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* 
   }
 }
 
-#if TESSERA_GEMM_ONEDNN
+#if defined(TESSERA_GEMM_ENGINE_AVX512)
+const char* gemm_engine_name() { return "avx512"; }
+// The float dW tiles and oneDNN's bf16 dW blocks have the same height, so one figure serves both.
+static_assert(kAvx512TileRows == kOneDnnTileRows, "float and bf16 dw tiles differ in height");
+int64_t dense_tile_rows() { return kAvx512TileRows; }
+#elif defined(TESSERA_GEMM_ENGINE_ONEDNN)
 const char* gemm_engine_name() { return "onednn"; }
-// The float dW row tiles and the bf16 dW blocks have the same height, so one figure serves both.
 static_assert(kOneDnnDwTileRows == kOneDnnTileRows, "float and bf16 dw tiles differ in height");
 int64_t dense_tile_rows() { return kOneDnnDwTileRows; }
 #else
@@ -151,11 +168,30 @@ const char* gemm_engine_name() { return "eigen"; }
 int64_t dense_tile_rows() { return kTileRows; }
 #endif
 
+// bf16 products: oneDNN's, whichever engine runs the float products.
+const char* bf16_engine_name() { return bf16_unsupported_reason() == nullptr ? "onednn" : "none"; }
+const char* bf16_unsupported_reason() {
+  if (!kFloatEngine) {
+    return "this build's GEMM engine is Eigen (-DTESSERA_GEMM=eigen or -DTESSERA_PORTABLE=ON); the "
+           "bf16 products need the avx512 or onednn engine";
+  }
+  return onednn_bf16_unsupported_reason();
+}
+void dense_forward_bf16(const bf16* x, const bf16* w, const float* b, float* y, bf16* y16,
+                        int64_t n, int64_t in, int64_t out, bool relu) {
+  if (const char* why = bf16_unsupported_reason()) throw std::logic_error(why);
+  onednn_dense_forward_bf16(x, w, b, y, y16, n, in, out, relu);
+}
+void dense_backward_bf16(const DenseBf16Backward& a, int64_t n, int64_t in, int64_t out) {
+  if (const char* why = bf16_unsupported_reason()) throw std::logic_error(why);
+  onednn_dense_backward_bf16(a, n, in, out);
+}
+
 // float: the build's engine; double: Eigen (oneDNN has no double matmul).
 template <class T>
 void dense_forward(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t in, int64_t out) {
-  if constexpr (std::is_same_v<T, float> && TESSERA_GEMM_ONEDNN) {
-    onednn_dense_forward(x, w, b, y, n, in, out, false);
+  if constexpr (std::is_same_v<T, float> && kFloatEngine) {
+    TESSERA_ENGINE_FORWARD(x, w, b, y, n, in, out, false);
   } else {
     eigen_dense_forward(x, w, b, y, n, in, out, false);
   }
@@ -164,8 +200,8 @@ void dense_forward(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t 
 template <class T>
 void dense_forward_relu(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t in,
                         int64_t out) {
-  if constexpr (std::is_same_v<T, float> && TESSERA_GEMM_ONEDNN) {
-    onednn_dense_forward(x, w, b, y, n, in, out, true);
+  if constexpr (std::is_same_v<T, float> && kFloatEngine) {
+    TESSERA_ENGINE_FORWARD(x, w, b, y, n, in, out, true);
   } else {
     eigen_dense_forward(x, w, b, y, n, in, out, true);
   }
@@ -174,8 +210,8 @@ void dense_forward_relu(const T* x, const T* w, const T* b, T* y, int64_t n, int
 template <class T>
 void dense_backward_relu(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n,
                          int64_t in, int64_t out) {
-  if constexpr (std::is_same_v<T, float> && TESSERA_GEMM_ONEDNN) {
-    onednn_dense_backward(dy, x, w, dw, db, dx, n, in, out, true);
+  if constexpr (std::is_same_v<T, float> && kFloatEngine) {
+    TESSERA_ENGINE_BACKWARD(dy, x, w, dw, db, dx, n, in, out, true);
   } else {
     eigen_dense_backward(dy, x, w, dw, db, dx, n, in, out, true);
   }
@@ -184,8 +220,8 @@ void dense_backward_relu(const T* dy, const T* x, const T* w, T* dw, T* db, T* d
 template <class T>
 void dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n, int64_t in,
                     int64_t out) {
-  if constexpr (std::is_same_v<T, float> && TESSERA_GEMM_ONEDNN) {
-    onednn_dense_backward(dy, x, w, dw, db, dx, n, in, out);
+  if constexpr (std::is_same_v<T, float> && kFloatEngine) {
+    TESSERA_ENGINE_BACKWARD(dy, x, w, dw, db, dx, n, in, out, false);
   } else {
     eigen_dense_backward(dy, x, w, dw, db, dx, n, in, out);
   }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "kernels/dense.h"
 #include "kernels/tile_observer.h"
 
 namespace tessera::kernels {
@@ -29,6 +30,12 @@ inline constexpr int64_t kOneDnnTileCols = 512;
 inline constexpr int64_t kOneDnnDwTileRows = 256;
 inline constexpr int64_t kOneDnnRowTileCols = 1024;
 
+// Output tiles of tessera's own AVX-512 engine (kernels/gemm_avx512.cpp), for all three float
+// products: 256 rows x 512 columns, so that dW becomes final in 256-row blocks and a batch of
+// 256 (or 128) rows still makes two tiles of a 1024-wide output for two threads.
+inline constexpr int64_t kAvx512TileRows = 256;
+inline constexpr int64_t kAvx512TileCols = 512;
+
 // Eigen 3.4 with fixed blocking on stack panels: never touches the heap.
 template <class T>
 void eigen_dense_forward(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t in,
@@ -38,7 +45,17 @@ template <class T>
 void eigen_dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n,
                           int64_t in, int64_t out, bool relu_dx = false);
 
-// Whether this build has the oneDNN engine (TESSERA_GEMM=onednn).
+// Whether this build has tessera's own AVX-512 engine (compiled for a target with AVX-512F).
+bool avx512_available();
+
+// The AVX-512 engine's float products (kernels/gemm_avx512.cpp). Never allocate; thread-safe.
+// Throw std::logic_error if !avx512_available().
+void avx512_dense_forward(const float* x, const float* w, const float* b, float* y, int64_t n,
+                          int64_t in, int64_t out, bool relu);
+void avx512_dense_backward(const float* dy, const float* x, const float* w, float* dw, float* db,
+                           float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx = false);
+
+// Whether this build has the oneDNN engine compiled in (libdnnl found at configure time).
 bool onednn_available();
 
 // oneDNN matmul primitives, float only. Primitives and per-thread execution state are created on
@@ -49,6 +66,11 @@ void onednn_dense_forward(const float* x, const float* w, const float* b, float*
                           int64_t in, int64_t out, bool relu);
 void onednn_dense_backward(const float* dy, const float* x, const float* w, float* dw, float* db,
                            float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx = false);
+// oneDNN's bf16 products, same contracts as dense_forward_bf16 / dense_backward_bf16 (dense.h).
+const char* onednn_bf16_unsupported_reason();
+void onednn_dense_forward_bf16(const bf16* x, const bf16* w, const float* b, float* y, bf16* y16,
+                               int64_t n, int64_t in, int64_t out, bool relu);
+void onednn_dense_backward_bf16(const DenseBf16Backward& a, int64_t n, int64_t in, int64_t out);
 
 // Calls tile(r0, r1, c0, c1) for each fixed tile_rows x tile_cols tile of an (m, n) output,
 // possibly in parallel; after each tile run on the main thread, the installed TileObserver's

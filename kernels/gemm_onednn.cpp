@@ -8,8 +8,9 @@
 #include <stdexcept>
 
 #include "kernels/dense.h"
+#include "kernels/transpose.h"
 
-#if TESSERA_GEMM_ONEDNN
+#if TESSERA_HAVE_ONEDNN
 
 #include <omp.h>
 #include <tbb/enumerable_thread_specific.h>
@@ -244,40 +245,6 @@ void onednn_dense_forward(const float* x, const float* w, const float* b, float*
 
 namespace {
 
-#if defined(__AVX512F__)
-// d (16 x 16, leading dim ldd) = s (16 x 16, leading dim lds) transposed, in registers. The
-// all-ones masked forms of the shuffles are used because GCC 12 reports its plain forms'
-// undefined pass-through operand as uninitialized.
-void transpose16(const float* s, int64_t lds, float* d, int64_t ldd) {
-  constexpr __mmask16 kAll = 0xffff;
-  __m512 r[16], t[16];
-  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(s + i * lds);
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_mask_unpacklo_ps(r[i], kAll, r[i], r[i + 1]);
-    t[i + 1] = _mm512_mask_unpackhi_ps(r[i], kAll, r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {
-    for (int j = 0; j < 2; ++j) {
-      const __m512d x = _mm512_castps_pd(t[i + j]), y = _mm512_castps_pd(t[i + j + 2]);
-      r[i + 2 * j] = _mm512_castpd_ps(_mm512_mask_unpacklo_pd(x, 0xff, x, y));
-      r[i + 2 * j + 1] = _mm512_castpd_ps(_mm512_mask_unpackhi_pd(x, 0xff, x, y));
-    }
-  }
-  // r[4q + c] now holds, in 128-bit lane l, rows 4q..4q+3 of column 4l + c.
-  for (int q = 0; q < 4; q += 2) {
-    for (int c = 0; c < 4; ++c) {
-      const __m512 lo = r[4 * q + c], hi = r[4 * q + 4 + c];
-      t[4 * q + c] = _mm512_mask_shuffle_f32x4(lo, kAll, lo, hi, 0x88);
-      t[4 * q + 4 + c] = _mm512_mask_shuffle_f32x4(lo, kAll, lo, hi, 0xdd);
-    }
-  }
-  for (int c = 0; c < 8; ++c) {
-    _mm512_storeu_ps(d + c * ldd, _mm512_mask_shuffle_f32x4(t[c], kAll, t[c], t[8 + c], 0x88));
-    _mm512_storeu_ps(d + (c + 8) * ldd,
-                     _mm512_mask_shuffle_f32x4(t[c], kAll, t[c], t[8 + c], 0xdd));
-  }
-}
-#endif
 
 // a (r1 - r0, n) = columns [r0, r1) of dy (n, out) transposed, and db[r0, r1) = their sums
 // (rows added in order, as bias_backward_cols adds them) when db is not nullptr. Blocks of 16
@@ -349,7 +316,7 @@ void onednn_dense_backward(const float* dy, const float* x, const float* w, floa
   if (dx != nullptr) onednn_input_grad(dy, x, w, dx, n, in, out, relu_dx);
 }
 
-const char* bf16_unsupported_reason() {
+const char* onednn_bf16_unsupported_reason() {
   // oneDNN's ISA query covers both the CPU and a cap set with ONEDNN_MAX_CPU_ISA; cpuid is asked
   // too so the message can say which of the two it is.
   const unsigned isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
@@ -363,12 +330,12 @@ const char* bf16_unsupported_reason() {
 
 namespace {
 void require_bf16() {
-  if (const char* why = bf16_unsupported_reason()) throw std::logic_error(why);
+  if (const char* why = onednn_bf16_unsupported_reason()) throw std::logic_error(why);
 }
 }  // namespace
 
 // x (n, in), w (out, in) bf16 -> y (n, out) = x·wᵀ + b [relu], y16 = bf16(y) per tile.
-void dense_forward_bf16(const bf16* x, const bf16* w, const float* b, float* y, bf16* y16,
+void onednn_dense_forward_bf16(const bf16* x, const bf16* w, const float* b, float* y, bf16* y16,
                         int64_t n, int64_t in, int64_t out, bool relu) {
   require_bf16();
   for_block_tiles(n, out, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
@@ -379,7 +346,7 @@ void dense_forward_bf16(const bf16* x, const bf16* w, const float* b, float* y, 
   });
 }
 
-void dense_backward_bf16(const DenseBf16Backward& a, int64_t n, int64_t in, int64_t out) {
+void onednn_dense_backward_bf16(const DenseBf16Backward& a, int64_t n, int64_t in, int64_t out) {
   require_bf16();
   // dw (out, in) = dyᵀ·x: A = rows [r0, r1) of the dense dyᵀ copy, B = x's columns [c0, c1).
   for_block_tiles(out, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
@@ -400,7 +367,7 @@ void dense_backward_bf16(const DenseBf16Backward& a, int64_t n, int64_t in, int6
 
 }  // namespace tessera::kernels
 
-#else  // !TESSERA_GEMM_ONEDNN: the portable build has only the Eigen engine.
+#else  // !TESSERA_HAVE_ONEDNN: oneDNN was not found or not wanted at configure time.
 
 namespace tessera::kernels {
 
@@ -408,7 +375,7 @@ bool onednn_available() { return false; }
 
 [[noreturn]] static void no_onednn() {
   throw std::logic_error(
-      "this tessera build has no oneDNN engine (configure with "
+      "this tessera build has no oneDNN engine (install libdnnl-dev and configure with "
       "-DTESSERA_GEMM=onednn)");
 }
 
@@ -421,17 +388,16 @@ void onednn_dense_backward(const float*, const float*, const float*, float*, flo
   no_onednn();
 }
 
-const char* bf16_unsupported_reason() {
-  return "this build's GEMM engine is Eigen (-DTESSERA_GEMM=eigen or -DTESSERA_PORTABLE=ON); the "
-         "bf16 products need the oneDNN engine";
+const char* onednn_bf16_unsupported_reason() {
+  return "this build has no oneDNN (it was not found at configure time)";
 }
 
-void dense_forward_bf16(const bf16*, const bf16*, const float*, float*, bf16*, int64_t, int64_t,
+void onednn_dense_forward_bf16(const bf16*, const bf16*, const float*, float*, bf16*, int64_t, int64_t,
                         int64_t, bool) {
-  throw std::logic_error(bf16_unsupported_reason());
+  throw std::logic_error(onednn_bf16_unsupported_reason());
 }
-void dense_backward_bf16(const DenseBf16Backward&, int64_t, int64_t, int64_t) {
-  throw std::logic_error(bf16_unsupported_reason());
+void onednn_dense_backward_bf16(const DenseBf16Backward&, int64_t, int64_t, int64_t) {
+  throw std::logic_error(onednn_bf16_unsupported_reason());
 }
 
 }  // namespace tessera::kernels

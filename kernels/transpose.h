@@ -1,0 +1,45 @@
+// A 16 x 16 float transpose in AVX-512 registers, shared by the GEMM engines' packing and staging.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>  // GCC 12 false -Wmaybe-uninitialized in its AVX-512 headers: silenced in CMakeLists.txt
+
+namespace tessera::kernels {
+
+// d (16 x 16, leading dim ldd) = s (16 x 16, leading dim lds) transposed, in registers. The
+// all-ones masked forms of the shuffles are used because GCC 12 reports its plain forms'
+// undefined pass-through operand as uninitialized.
+inline void transpose16(const float* s, int64_t lds, float* d, int64_t ldd) {
+  constexpr __mmask16 kAll = 0xffff;
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(s + i * lds);
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_mask_unpacklo_ps(r[i], kAll, r[i], r[i + 1]);
+    t[i + 1] = _mm512_mask_unpackhi_ps(r[i], kAll, r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    for (int j = 0; j < 2; ++j) {
+      const __m512d x = _mm512_castps_pd(t[i + j]), y = _mm512_castps_pd(t[i + j + 2]);
+      r[i + 2 * j] = _mm512_castpd_ps(_mm512_mask_unpacklo_pd(x, 0xff, x, y));
+      r[i + 2 * j + 1] = _mm512_castpd_ps(_mm512_mask_unpackhi_pd(x, 0xff, x, y));
+    }
+  }
+  // r[4q + c] now holds, in 128-bit lane l, rows 4q..4q+3 of column 4l + c.
+  for (int q = 0; q < 4; q += 2) {
+    for (int c = 0; c < 4; ++c) {
+      const __m512 lo = r[4 * q + c], hi = r[4 * q + 4 + c];
+      t[4 * q + c] = _mm512_mask_shuffle_f32x4(lo, kAll, lo, hi, 0x88);
+      t[4 * q + 4 + c] = _mm512_mask_shuffle_f32x4(lo, kAll, lo, hi, 0xdd);
+    }
+  }
+  for (int c = 0; c < 8; ++c) {
+    _mm512_storeu_ps(d + c * ldd, _mm512_mask_shuffle_f32x4(t[c], kAll, t[c], t[8 + c], 0x88));
+    _mm512_storeu_ps(d + (c + 8) * ldd,
+                     _mm512_mask_shuffle_f32x4(t[c], kAll, t[c], t[8 + c], 0xdd));
+  }
+}
+
+}  // namespace tessera::kernels
+#endif
