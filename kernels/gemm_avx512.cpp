@@ -3,8 +3,8 @@
 // oneDNN: oneDNN 2.6 allocates its execution context inside every primitive call (no public API
 // avoids it), and a training step must not allocate; this engine never touches the heap. Each
 // fixed output tile is computed by the calling thread, so results do not depend on the thread
-// count, and every output element is one float FMA chain over k in order, so they
-// do not depend on the tile or panel sizes either. Bias, ReLU and dX's ReLU mask are applied to
+// count, and every output element is one float FMA chain over k in order, so they do not depend
+// on the tile or panel sizes either. Bias, ReLU and dX's ReLU mask are applied to
 // the accumulators before the one store (the bias added after the sum, as nn.Linear does).
 #include "kernels/gemm_engines.h"
 
@@ -20,7 +20,7 @@
 namespace tessera::kernels {
 namespace {
 
-constexpr int kNr = 64;             // columns of the register block and of a packed panel
+constexpr int kNr = 64;             // columns of the widest register block and packed panel
 constexpr int64_t kKc = 1024;       // depth of a packed panel: 256 KiB, stays in L2 across rows
 
 // What happens to the accumulators around a depth block: the first starts from 0,
@@ -37,10 +37,9 @@ inline __mmask16 lane_mask(int cols, int v) {
   return c >= 16 ? __mmask16(0xffff) : c <= 0 ? __mmask16(0) : __mmask16((1u << c) - 1);
 }
 
-// c (M x cols, leading dim ldc) = [c or 0] + A (M x kc) · panel (kc x 16·NV, row stride 64),
-// then the epilogue if `last`. A(i, p) is a[i * lda + p], or a[p * lda + i] when kACols (dW's
-// dyᵀ read in place from dy: the kMr values of a depth step are adjacent). cols <= 16·NV.
-template <int M, int NV, bool kACols>
+// c (M x cols, leading dim ldc) = [c or 0] + A (M x kc) · panel (kc x 16·NV, row stride 16·PV),
+// then the epilogue if `last`. A(i, p) is a[i * lda + p]. cols <= 16·NV.
+template <int M, int NV, int PV>
 void microkernel(int64_t kc, const float* a, int64_t lda, const float* panel, float* c,
                  int64_t ldc, int cols, bool first, bool last, const Epilogue& e,
                  const float* mask) {
@@ -53,11 +52,11 @@ void microkernel(int64_t kc, const float* a, int64_t lda, const float* panel, fl
     }
   }
   for (int64_t p = 0; p < kc; ++p) {
-    const float* bp = panel + p * kNr;
+    const float* bp = panel + p * 16 * PV;
     __m512 bv[NV];
     for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_ps(bp + 16 * v);
     for (int i = 0; i < M; ++i) {
-      const __m512 ai = _mm512_set1_ps(kACols ? a[p * lda + i] : a[i * lda + p]);
+      const __m512 ai = _mm512_set1_ps(a[i * lda + p]);
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
     }
   }
@@ -81,86 +80,100 @@ void microkernel(int64_t kc, const float* a, int64_t lda, const float* panel, fl
 }
 
 // Rows of the register block: 6 x 4 zmm = 24 accumulators on a full-width panel.
-constexpr int kMr = 6;
+// Rows of the register block for a width of NV zmm: 24 accumulators where the width allows.
+template <int NV>
+constexpr int kRowsFor = NV == 4 ? 6 : NV == 3 ? 8 : 12;
 
-// The m x cols block at c through the microkernel of width NV, kMr rows at a time, the last
-// rows one at a time.
-template <int NV, bool kACols>
+// The m x cols block at c through the microkernel of width NV on panels PV zmm wide,
+// kRowsFor<NV> rows at a time, the last rows one at a time.
+template <int NV, int PV>
 void run_rows(int64_t m, int64_t kc, const float* a, int64_t lda, const float* panel, float* c,
               int64_t ldc, int cols, bool first, bool last, const Epilogue& e,
               const float* mask) {
+  constexpr int kM = kRowsFor<NV>;
   int64_t i0 = 0;
-  for (; i0 + kMr <= m; i0 += kMr) {
-    microkernel<kMr, NV, kACols>(kc, kACols ? a + i0 : a + i0 * lda, lda, panel, c + i0 * ldc,
-                                 ldc, cols, first, last, e,
-                                 mask == nullptr ? nullptr : mask + i0 * ldc);
+  for (; i0 + kM <= m; i0 += kM) {
+    microkernel<kM, NV, PV>(kc, a + i0 * lda, lda, panel, c + i0 * ldc, ldc, cols, first, last,
+                            e, mask == nullptr ? nullptr : mask + i0 * ldc);
   }
   for (; i0 < m; ++i0) {
-    microkernel<1, NV, kACols>(kc, kACols ? a + i0 : a + i0 * lda, lda, panel, c + i0 * ldc, ldc,
-                               cols, first, last, e, mask == nullptr ? nullptr : mask + i0 * ldc);
+    microkernel<1, NV, PV>(kc, a + i0 * lda, lda, panel, c + i0 * ldc, ldc, cols, first, last, e,
+                           mask == nullptr ? nullptr : mask + i0 * ldc);
   }
 }
 
-// panel (kc x 64) = B(p, j) = b[p * ldb + j], p < kc, j < cols; columns from cols on are 0.
+// panel (kc x 16·PV) = B(p, j) = b[p * ldb + j], p < kc, j < cols; columns from cols on are 0.
+template <int PV>
 void pack_rows(const float* b, int64_t ldb, int64_t kc, int cols, float* panel) {
-  const __mmask16 mk[4] = {lane_mask(cols, 0), lane_mask(cols, 1), lane_mask(cols, 2),
-                           lane_mask(cols, 3)};
+  __mmask16 mk[PV];
+  for (int v = 0; v < PV; ++v) mk[v] = lane_mask(cols, v);
   for (int64_t p = 0; p < kc; ++p) {
-    for (int v = 0; v < 4; ++v) {
-      _mm512_store_ps(panel + p * kNr + 16 * v, _mm512_maskz_loadu_ps(mk[v], b + p * ldb + 16 * v));
+    for (int v = 0; v < PV; ++v) {
+      _mm512_store_ps(panel + (p * PV + v) * 16, _mm512_maskz_loadu_ps(mk[v], b + p * ldb + 16 * v));
     }
   }
 }
 
-// panel (kc x 64) = B(p, j) = bt[j * ldb + p] (B stored transposed: the forward's wᵀ), in
+// panel (kc x width) = B(p, j) = bt[j * ldb + p] (B stored transposed: the forward's wᵀ), in
 // 16 x 16 register transposes; columns from cols on are 0.
-void pack_transposed(const float* bt, int64_t ldb, int64_t kc, int cols, float* panel) {
+void pack_transposed(const float* bt, int64_t ldb, int64_t kc, int cols, int width,
+                     float* panel) {
   int j = 0;
   for (; j + 16 <= cols; j += 16) {
     int64_t p = 0;
-    for (; p + 16 <= kc; p += 16) transpose16(bt + j * ldb + p, ldb, panel + p * kNr + j, kNr);
+    for (; p + 16 <= kc; p += 16) transpose16(bt + j * ldb + p, ldb, panel + p * width + j, width);
     for (; p < kc; ++p) {
-      for (int jj = j; jj < j + 16; ++jj) panel[p * kNr + jj] = bt[jj * ldb + p];
+      for (int jj = j; jj < j + 16; ++jj) panel[p * width + jj] = bt[jj * ldb + p];
     }
   }
   for (int64_t p = 0; p < kc; ++p) {
-    for (int jj = j; jj < kNr; ++jj) panel[p * kNr + jj] = jj < cols ? bt[jj * ldb + p] : 0.0f;
+    for (int jj = j; jj < width; ++jj) panel[p * width + jj] = jj < cols ? bt[jj * ldb + p] : 0.0f;
   }
 }
 
 // c (m x n, leading dim ldc) = A (m x k) · B (k x n) with the epilogue, on the calling thread.
-// A as in microkernel; B(p, j) = b[p * ldb + j], or b[j * ldb + p] when b_transposed. Depth
-// blocks outermost, then 64-column panels of B, each packed once and run against every row of A.
-template <bool kACols>
+// A(i, p) = a[i * lda + p]; B(p, j) = b[p * ldb + j], or b[j * ldb + p] when b_transposed. Depth
+// blocks outermost, then panels of B 16·PV columns wide, each packed once and run against every
+// row of A.
+template <int PV>
 void gemm_tile(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
-               int64_t ldb, bool b_transposed, float* c, int64_t ldc, const Epilogue& e) {
-  constexpr int64_t kDepth = kKc;
-  alignas(64) float panel[kDepth * kNr];
+               int64_t ldb, bool b_transposed, float* c, int64_t ldc, const Epilogue& e,
+               bool accumulate = false) {
+  constexpr int kWidth = 16 * PV;
+  static_assert(PV == 4 || PV == 2, "panels are 64 or 32 columns wide");
+  alignas(64) float panel[kKc * kWidth];
   // k == 0 still runs one empty block: the output is then the bias (or 0).
-  for (int64_t p0 = 0; p0 == 0 || p0 < k; p0 += kDepth) {
-    const int64_t kc = std::min(kDepth, k - p0);
-    const bool first = p0 == 0, last = p0 + kDepth >= k;
-    const float* ap = kACols ? a + p0 * lda : a + p0;
-    for (int64_t j0 = 0; j0 < n; j0 += kNr) {
-      const int cols = static_cast<int>(std::min<int64_t>(kNr, n - j0));
+  for (int64_t p0 = 0; p0 == 0 || p0 < k; p0 += kKc) {
+    const int64_t kc = std::min(kKc, k - p0);
+    const bool first = p0 == 0 && !accumulate, last = p0 + kKc >= k;
+    const float* ap = a + p0;
+    for (int64_t j0 = 0; j0 < n; j0 += kWidth) {
+      const int cols = static_cast<int>(std::min<int64_t>(kWidth, n - j0));
       if (b_transposed) {
-        pack_transposed(b + j0 * ldb + p0, ldb, kc, cols, panel);
+        pack_transposed(b + j0 * ldb + p0, ldb, kc, cols, kWidth, panel);
       } else {
-        pack_rows(b + p0 * ldb + j0, ldb, kc, cols, panel);
+        pack_rows<PV>(b + p0 * ldb + j0, ldb, kc, cols, panel);
       }
       Epilogue ej = e;
       if (ej.bias != nullptr) ej.bias += j0;
       float* cp = c + j0;
       const float* mask = e.mask == nullptr ? nullptr : e.mask + j0;
-      if (cols > 32) {
-        run_rows<4, kACols>(m, kc, ap, lda, panel, cp, ldc, cols, first, last, ej, mask);
+      if (PV == 4 && cols > 32) {
+        run_rows<PV, PV>(m, kc, ap, lda, panel, cp, ldc, cols, first, last, ej, mask);
       } else if (cols > 16) {
-        run_rows<2, kACols>(m, kc, ap, lda, panel, cp, ldc, cols, first, last, ej, mask);
+        run_rows<2, PV>(m, kc, ap, lda, panel, cp, ldc, cols, first, last, ej, mask);
       } else {
-        run_rows<1, kACols>(m, kc, ap, lda, panel, cp, ldc, cols, first, last, ej, mask);
+        run_rows<1, PV>(m, kc, ap, lda, panel, cp, ldc, cols, first, last, ej, mask);
       }
     }
   }
+}
+
+// Depth blocks of the weight gradient's staged dyᵀ: 256 x 512 floats, 512 KiB of stack.
+constexpr int64_t kDwDepth = 512;
+
+void zero_rows(float* c, int64_t ld, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  for (int64_t r = r0; r < r1; ++r) std::fill(c + r * ld + c0, c + r * ld + c1, 0.0f);
 }
 
 template <class Tile>
@@ -177,28 +190,37 @@ void avx512_dense_forward(const float* x, const float* w, const float* b, float*
                           int64_t in, int64_t out, bool relu) {
   for_avx512_tiles(n, out, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     const Epilogue e{b == nullptr ? nullptr : b + c0, relu, nullptr};
-    gemm_tile<false>(r1 - r0, c1 - c0, in, x + r0 * in, in, w + c0 * in, in, true,
-                     y + r0 * out + c0, out, e);
+    gemm_tile<4>(r1 - r0, c1 - c0, in, x + r0 * in, in, w + c0 * in, in, true, y + r0 * out + c0,
+                 out, e);
   });
 }
 
 // dy (n, out), x (n, in), w (out, in) -> dw (out, in), db (out), dx (n, in); all overwritten.
 void avx512_dense_backward(const float* dy, const float* x, const float* w, float* dw, float* db,
                            float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx) {
-  // dw = dyᵀ·x: A(i, p) = dy[p * out + i] is read in place (six adjacent floats of a dy row
-  // per depth step), B = x rows.
-  for_avx512_tiles(out, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-    gemm_tile<true>(r1 - r0, c1 - c0, n, dy + r0, out, x + c0, in, false, dw + r0 * in + c0, in,
-                    Epilogue{});
+  // dw = dyᵀ·x in row tiles of dw as wide as kAvx512DwTileCols: each depth block of dyᵀ (its
+  // rows are dy's columns) is first copied into a dense block on the stack, so the product reads
+  // A as rows like the other two (dyᵀ read in place, strided, ran 5-10% slower), and the copy
+  // serves all the tile's columns. B = x rows.
+  const auto dw_tile = [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    alignas(64) float dyt[kAvx512TileRows * kDwDepth];
+    for (int64_t p0 = 0; p0 < n; p0 += kDwDepth) {
+      const int64_t kc = std::min(kDwDepth, n - p0);
+      transpose_block(dy + p0 * out + r0, out, kc, r1 - r0, dyt, kc);
+      gemm_tile<4>(r1 - r0, c1 - c0, kc, dyt, kc, x + p0 * in + c0, in, false, dw + r0 * in + c0,
+                   in, Epilogue{}, p0 > 0);
+    }
+    if (n == 0) zero_rows(dw, in, r0, r1, c0, c1);
     if (db != nullptr && c0 == 0) bias_backward_cols(dy, db, n, out, r0, r1);
     report_dw_tile(dw, db, in, out, r0, r1, c0, c1);
-  });
+  };
+  for_tiles(out, in, kAvx512TileRows, kAvx512DwTileCols, dw_tile);
   if (dx == nullptr) return;
   // dx = dy·w [⊙ (x > 0)]: A = dy rows, B = w rows.
   for_avx512_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     const Epilogue e{nullptr, false, relu_dx ? x + r0 * in + c0 : nullptr};
-    gemm_tile<false>(r1 - r0, c1 - c0, out, dy + r0 * out, out, w + c0, in, false,
-                     dx + r0 * in + c0, in, e);
+    gemm_tile<4>(r1 - r0, c1 - c0, out, dy + r0 * out, out, w + c0, in, false, dx + r0 * in + c0,
+                 in, e);
   });
 }
 

@@ -35,6 +35,8 @@ inline constexpr int64_t kOneDnnRowTileCols = 1024;
 // 256 (or 128) rows still makes two tiles of a 1024-wide output for two threads.
 inline constexpr int64_t kAvx512TileRows = 256;
 inline constexpr int64_t kAvx512TileCols = 512;
+// dW = dyᵀ·x in row tiles up to 1024 columns wide: each tile stages its block of dyᵀ once.
+inline constexpr int64_t kAvx512DwTileCols = 1024;
 
 // Eigen 3.4 with fixed blocking on stack panels: never touches the heap.
 template <class T>

@@ -41,5 +41,22 @@ inline void transpose16(const float* s, int64_t lds, float* d, int64_t ldd) {
   }
 }
 
+// dst (cols x rows, leading dim ldd) = src (rows x cols, leading dim lds) transposed, in 16 x 16
+// register blocks where they fit.
+inline void transpose_block(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst,
+                            int64_t ldd) {
+  int64_t i = 0;
+  for (; i + 16 <= rows; i += 16) {
+    int64_t j = 0;
+    for (; j + 16 <= cols; j += 16) transpose16(src + i * lds + j, lds, dst + j * ldd + i, ldd);
+    for (; j < cols; ++j) {
+      for (int64_t ii = i; ii < i + 16; ++ii) dst[j * ldd + ii] = src[ii * lds + j];
+    }
+  }
+  for (; i < rows; ++i) {
+    for (int64_t j = 0; j < cols; ++j) dst[j * ldd + i] = src[i * lds + j];
+  }
+}
+
 }  // namespace tessera::kernels
 #endif
