@@ -85,7 +85,7 @@ template <int NV>
 constexpr int kRowsFor = NV == 4 ? 6 : NV == 3 ? 8 : 12;
 
 // The m x cols block at c through the microkernel of width NV on panels PV zmm wide,
-// kRowsFor<NV> rows at a time, the last rows one at a time.
+// kRowsFor<NV> rows at a time.
 template <int NV, int PV>
 void run_rows(int64_t m, int64_t kc, const float* a, int64_t lda, const float* panel, float* c,
               int64_t ldc, int cols, bool first, bool last, const Epilogue& e,
@@ -96,9 +96,22 @@ void run_rows(int64_t m, int64_t kc, const float* a, int64_t lda, const float* p
     microkernel<kM, NV, PV>(kc, a + i0 * lda, lda, panel, c + i0 * ldc, ldc, cols, first, last,
                             e, mask == nullptr ? nullptr : mask + i0 * ldc);
   }
-  for (; i0 < m; ++i0) {
-    microkernel<1, NV, PV>(kc, a + i0 * lda, lda, panel, c + i0 * ldc, ldc, cols, first, last, e,
-                           mask == nullptr ? nullptr : mask + i0 * ldc);
+  if (i0 == m) return;
+  // The last rows in one block of their own height (a 256-row tile leaves 4).
+  const float* ai = a + i0 * lda;
+  float* ci = c + i0 * ldc;
+  const float* mi = mask == nullptr ? nullptr : mask + i0 * ldc;
+  switch (m - i0) {
+    case 1: microkernel<1, NV, PV>(kc, ai, lda, panel, ci, ldc, cols, first, last, e, mi); break;
+    case 2: microkernel<2, NV, PV>(kc, ai, lda, panel, ci, ldc, cols, first, last, e, mi); break;
+    case 3: microkernel<3, NV, PV>(kc, ai, lda, panel, ci, ldc, cols, first, last, e, mi); break;
+    case 4: microkernel<4, NV, PV>(kc, ai, lda, panel, ci, ldc, cols, first, last, e, mi); break;
+    case 5: microkernel<5, NV, PV>(kc, ai, lda, panel, ci, ldc, cols, first, last, e, mi); break;
+    default:
+      for (; i0 < m; ++i0) {
+        microkernel<1, NV, PV>(kc, a + i0 * lda, lda, panel, c + i0 * ldc, ldc, cols, first,
+                               last, e, mask == nullptr ? nullptr : mask + i0 * ldc);
+      }
   }
 }
 
