@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <thread>
 #include <vector>
 
 #include "core/error.h"
@@ -79,6 +80,11 @@ Trainer::StepStats Trainer::step(FlatBuffer& params, int64_t epoch, int64_t step
   const ModelSpec& spec = model_.spec();
   const double scale = 1.0 / static_cast<double>(cfg_.train.batch_size);
   comm_.set_step(step);
+  if (fault_.kind == "stall" && fault_.rank == comm_.rank() && fault_.step == step) {
+    // Stops here until killed: a test kills the job at a known checkpoint, however loaded the
+    // machine is.
+    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
   const Clock::time_point t0 = Clock::now();
   const Batch b = train_.next(epoch, step_in_epoch);
   const Clock::time_point t1 = Clock::now();

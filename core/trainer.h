@@ -35,7 +35,8 @@ struct TrainSummary {
 // variable TESSERA_TEST_FAULT=KIND:RANK:STEP; never used by normal runs. KIND "nan" poisons the
 // loss gradient of rank RANK at step STEP (backward carries it into the weight gradients);
 // "extra_collective" makes that rank issue one allreduce the others do not; "other_op" makes it
-// reduce with another operation where the others sum the same number of bytes.
+// reduce with another operation where the others sum the same number of bytes; "stall" stops
+// that rank at the start of step STEP until it is killed (tests/cli/checkpoint_test.sh).
 struct TestFault {
   std::string kind;
   int rank = -1;

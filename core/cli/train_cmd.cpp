@@ -96,9 +96,10 @@ TestFault test_fault_from_env() {
   char kind[32] = {};
   long long step = -1;
   if (std::sscanf(env, "%31[a-z_]:%d:%lld", kind, &f.rank, &step) != 3 ||
-      (std::string(kind) != "nan" && std::string(kind) != "extra_collective" && std::string(kind) != "other_op")) {
+      (std::string(kind) != "nan" && std::string(kind) != "extra_collective" && std::string(kind) != "other_op" &&
+       std::string(kind) != "stall")) {
     throw ConfigError(std::string("TESSERA_TEST_FAULT='") + env +
-                      "': expected nan|extra_collective|other_op:RANK:STEP (a test-only hook)");
+                      "': expected nan|extra_collective|other_op|stall:RANK:STEP (a test-only hook)");
   }
   f.kind = kind;
   f.step = step;

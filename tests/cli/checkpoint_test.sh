@@ -17,10 +17,13 @@ printf 'every_steps = 10\nkeep_last = 2\n' >>c.toml   # [checkpoint] is the last
 tess 2 train c.toml --quiet --set checkpoint.dir=ref2 >/dev/null
 
 # run_until DIR N STEP: trains at N ranks in DIR and kills the whole job (SIGKILL, every
-# process) once LATEST names step STEP or later — an interrupted run, mid-epoch.
+# process) once LATEST names step STEP — an interrupted run, mid-epoch. Rank 0 stalls 5 steps
+# later (the test-only hook), so the kill lands between those checkpoints however slowly this
+# loop polls on a loaded machine.
 run_until() {
   local dir=$1 n=$2 stop=$3
-  setsid mpirun --oversubscribe -np "$n" "$TESSERA" train c.toml --quiet --set checkpoint.dir="$dir" >/dev/null 2>&1 &
+  TESSERA_TEST_FAULT=stall:0:$((stop + 5)) \
+    setsid mpirun --oversubscribe -np "$n" "$TESSERA" train c.toml --quiet --set checkpoint.dir="$dir" >/dev/null 2>&1 &
   local job=$! i=0
   while (( i++ < 600 )); do
     local s; s=$(sed -n 's/^step-0*\([0-9][0-9]*\)$/\1/p' "$dir/checkpoints/LATEST" 2>/dev/null || true)
