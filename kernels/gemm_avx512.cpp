@@ -214,17 +214,19 @@ void avx512_dense_backward(const float* dy, const float* x, const float* w, floa
   // dw = dyᵀ·x in row tiles of dw as wide as kAvx512DwTileCols: each depth block of dyᵀ (its
   // rows are dy's columns) is first copied into a dense block on the stack, so the product reads
   // A as rows like the other two (dyᵀ read in place, strided, ran 5-10% slower), and the copy
-  // serves all the tile's columns. B = x rows.
+  // serves all the tile's columns. B = x rows. The bias gradient is summed in the copy.
   const auto dw_tile = [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     alignas(64) float dyt[kAvx512TileRows * kDwDepth];
+    // The tile at column 0 sums the bias gradient in the staging pass, rows in order.
+    float* dbt = db != nullptr && c0 == 0 ? db + r0 : nullptr;
+    if (dbt != nullptr) std::fill(dbt, dbt + (r1 - r0), 0.0f);
     for (int64_t p0 = 0; p0 < n; p0 += kDwDepth) {
       const int64_t kc = std::min(kDwDepth, n - p0);
-      transpose_block(dy + p0 * out + r0, out, kc, r1 - r0, dyt, kc);
+      transpose_block(dy + p0 * out + r0, out, kc, r1 - r0, dyt, kc, dbt);
       gemm_tile<4>(r1 - r0, c1 - c0, kc, dyt, kc, x + p0 * in + c0, in, false, dw + r0 * in + c0,
                    in, Epilogue{}, p0 > 0);
     }
     if (n == 0) zero_rows(dw, in, r0, r1, c0, c1);
-    if (db != nullptr && c0 == 0) bias_backward_cols(dy, db, n, out, r0, r1);
     report_dw_tile(dw, db, in, out, r0, r1, c0, c1);
   };
   for_tiles(out, in, kAvx512TileRows, kAvx512DwTileCols, dw_tile);

@@ -8,13 +8,20 @@
 
 namespace tessera::kernels {
 
-// d (16 x 16, leading dim ldd) = s (16 x 16, leading dim lds) transposed, in registers. The
-// all-ones masked forms of the shuffles are used because GCC 12 reports its plain forms'
-// undefined pass-through operand as uninitialized.
-inline void transpose16(const float* s, int64_t lds, float* d, int64_t ldd) {
+// d (16 x 16, leading dim ldd) = s (16 x 16, leading dim lds) transposed, in registers; and
+// colsum[0, 16) += s's rows, added in row order, unless colsum is nullptr. The all-ones masked
+// forms of the shuffles are used because GCC 12 reports its plain forms' undefined pass-through
+// operand as uninitialized.
+inline void transpose16(const float* s, int64_t lds, float* d, int64_t ldd,
+                        float* colsum = nullptr) {
   constexpr __mmask16 kAll = 0xffff;
   __m512 r[16], t[16];
   for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(s + i * lds);
+  if (colsum != nullptr) {
+    __m512 sum = _mm512_loadu_ps(colsum);
+    for (int i = 0; i < 16; ++i) sum = _mm512_add_ps(sum, r[i]);
+    _mm512_storeu_ps(colsum, sum);
+  }
   for (int i = 0; i < 16; i += 2) {
     t[i] = _mm512_mask_unpacklo_ps(r[i], kAll, r[i], r[i + 1]);
     t[i + 1] = _mm512_mask_unpackhi_ps(r[i], kAll, r[i], r[i + 1]);
@@ -42,19 +49,29 @@ inline void transpose16(const float* s, int64_t lds, float* d, int64_t ldd) {
 }
 
 // dst (cols x rows, leading dim ldd) = src (rows x cols, leading dim lds) transposed, in 16 x 16
-// register blocks where they fit.
+// register blocks where they fit; and colsum[0, cols) += src's rows, added in row order (the
+// order of a plain loop over rows, so the same bits), unless colsum is nullptr.
 inline void transpose_block(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst,
-                            int64_t ldd) {
+                            int64_t ldd, float* colsum = nullptr) {
   int64_t i = 0;
   for (; i + 16 <= rows; i += 16) {
     int64_t j = 0;
-    for (; j + 16 <= cols; j += 16) transpose16(src + i * lds + j, lds, dst + j * ldd + i, ldd);
+    for (; j + 16 <= cols; j += 16) {
+      transpose16(src + i * lds + j, lds, dst + j * ldd + i, ldd,
+                  colsum == nullptr ? nullptr : colsum + j);
+    }
     for (; j < cols; ++j) {
-      for (int64_t ii = i; ii < i + 16; ++ii) dst[j * ldd + ii] = src[ii * lds + j];
+      for (int64_t ii = i; ii < i + 16; ++ii) {
+        dst[j * ldd + ii] = src[ii * lds + j];
+        if (colsum != nullptr) colsum[j] += src[ii * lds + j];
+      }
     }
   }
   for (; i < rows; ++i) {
-    for (int64_t j = 0; j < cols; ++j) dst[j * ldd + i] = src[i * lds + j];
+    for (int64_t j = 0; j < cols; ++j) {
+      dst[j * ldd + i] = src[i * lds + j];
+      if (colsum != nullptr) colsum[j] += src[i * lds + j];
+    }
   }
 }
 

@@ -184,7 +184,8 @@ TEST(Dense, FloatMatchesReferenceAndThreadCountInvariant) {
 
 // The AVX-512 engine computes every output as one float FMA chain over the reduction in order,
 // the bias added after it, whatever its tiles, panels and depth blocks: so a scalar std::fma
-// chain gives the same bits (k = 1100 crosses a 1024-deep panel, n = 530 a 512-deep dW block).
+// chain gives the same bits (k = 1100 crosses a 1024-deep panel, n = 530 a 512-deep dW block);
+// the bias gradient is a plain sum over rows in order.
 TEST(Dense, Avx512IsOneFmaChainPerOutput) {
   if (!avx512_available()) GTEST_SKIP() << "no AVX-512 engine in this build";
   for (const Shape& s : kShapes) {
@@ -202,12 +203,16 @@ TEST(Dense, Avx512IsOneFmaChainPerOutput) {
         acc += d.b[o];
         ASSERT_EQ(y[i * out + o], acc < 0.0f ? 0.0f : acc) << "y[" << i << "][" << o << "]";
       }
-    for (int64_t o = 0; o < out; ++o)
+    for (int64_t o = 0; o < out; ++o) {
+      float sum = 0.0f;  // the bias gradient: rows added in order
+      for (int64_t i = 0; i < n; ++i) sum += d.dy[i * out + o];
+      ASSERT_EQ(db[o], sum) << "db[" << o << "]";
       for (int64_t k = 0; k < in; ++k) {
         float acc = 0.0f;
         for (int64_t i = 0; i < n; ++i) acc = std::fma(d.dy[i * out + o], d.x[i * in + k], acc);
         ASSERT_EQ(dw[o * in + k], acc) << "dw[" << o << "][" << k << "]";
       }
+    }
     for (int64_t i = 0; i < n; ++i)
       for (int64_t k = 0; k < in; ++k) {
         float acc = 0.0f;
