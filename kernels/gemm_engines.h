@@ -74,6 +74,16 @@ void onednn_dense_forward_bf16(const bf16* x, const bf16* w, const float* b, flo
                                int64_t n, int64_t in, int64_t out, bool relu);
 void onednn_dense_backward_bf16(const DenseBf16Backward& a, int64_t n, int64_t in, int64_t out);
 
+// tessera's own bf16 engine (kernels/gemm_avx512_bf16.cpp): AVX512_BF16 microkernels on packed
+// stack panels, the same contracts and fixed tiles as dense_forward_bf16 / dense_backward_bf16
+// in kernels/dense.h (kOneDnnTileRows x kOneDnnTileCols, dW tiles reported as they finish), and
+// no heap allocation. They throw std::logic_error when avx512_bf16_unsupported_reason() is not
+// nullptr: this CPU or build cannot run them, said in words.
+const char* avx512_bf16_unsupported_reason();
+void avx512_dense_forward_bf16(const bf16* x, const bf16* w, const float* b, float* y, bf16* y16,
+                               int64_t n, int64_t in, int64_t out, bool relu);
+void avx512_dense_backward_bf16(const DenseBf16Backward& a, int64_t n, int64_t in, int64_t out);
+
 // Calls tile(r0, r1, c0, c1) for each fixed tile_rows x tile_cols tile of an (m, n) output,
 // possibly in parallel; after each tile run on the main thread, the installed TileObserver's
 // poll (kernels/tile_observer.h).

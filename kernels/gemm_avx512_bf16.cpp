@@ -1,0 +1,355 @@
+// tessera's own bf16 GEMM engine: an AVX512_BF16 microkernel (VDPBF16PS: float32 accumulators +=
+// pairs of bf16 products along the depth) over a right operand packed per 64-column panel on the
+// stack, BLIS-style, in the fixed output tiles of kernels/gemm_engines.h, one tile per oneTBB task.
+// Accumulation is float32 over the whole depth; nothing here touches the heap.
+#include "kernels/gemm_engines.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <utility>
+
+#include "kernels/dense.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define TESSERA_AVX512_BF16 1
+#include <immintrin.h>  // GCC 12 false -Wmaybe-uninitialized in its AVX-512 headers: silenced in CMakeLists.txt
+// Only these functions use AVX-512, so a build for an older baseline (-DTESSERA_PORTABLE=ON)
+// still compiles the engine; avx512_bf16_unsupported_reason() keeps them from running there.
+#define TESSERA_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#else
+#define TESSERA_AVX512_BF16 0
+#endif
+
+namespace tessera::kernels {
+
+#if TESSERA_AVX512_BF16
+
+namespace {
+
+// Register block: kMr rows x kNv vectors of 16 columns = 6 x 64 floats in 24 of the 32 zmm
+// registers, the 4 right-operand vectors and the broadcast left pair beside them.
+constexpr int kMr = 6;
+constexpr int kNv = 4;
+constexpr int64_t kNr = 16 * kNv;
+// Depth block: at most 256 bf16 (128 pairs), so a packed panel (128 pairs x 64 columns of 32-bit
+// pairs = 32 KiB) stays in the 48 KiB L1 while every row block of the tile runs over it.
+constexpr int64_t kKc = 256;
+
+// What a microkernel does with its block of C (rows x up to kNr columns, leading dim ld) before
+// and after its depth block.
+struct Block {
+  float* c;
+  int64_t ld;
+  const float* bias;    // first depth block: the accumulators start at bias[column]
+  const float* relu_x;  // last: c = 0 where relu_x (same layout as c) <= 0
+  bf16* c16;            // last: bf16(c) (same layout)
+  bool first, last, relu;
+  __mmask16 tail;  // columns of the last vector
+};
+
+// Eight bf16 = to_bf16 of each float (kernels/bf16.h, bit for bit): round to nearest even, NaN
+// kept quiet. VCVTNEPS2BF16 would flush denormals to zero, so the rounding is spelt out.
+TESSERA_BF16_TARGET inline __m256i to_bf16_vec(__m512 f) {
+  const __m512i u = _mm512_castps_si512(f);
+  const __m512i hi = _mm512_srli_epi32(u, 16);
+  const __m512i lsb = _mm512_and_si512(hi, _mm512_set1_epi32(1));
+  const __m512i bias = _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb);
+  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, bias), 16);
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                                _mm512_set1_epi32(0x7f800000));
+  const __m512i quiet = _mm512_or_si512(hi, _mm512_set1_epi32(0x40));
+  return _mm512_cvtepi32_epi16(_mm512_mask_mov_epi32(rounded, nan, quiet));
+}
+
+TESSERA_BF16_TARGET inline int32_t load_pair(const bf16* p) {
+  int32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+template <int M, int NV>
+TESSERA_BF16_TARGET inline void micro_step(__m512 (&acc)[M][NV], const uint32_t* bp,
+                                           const int32_t (&av)[M]) {
+  __m512bh b[NV];
+  for (int v = 0; v < NV; ++v) b[v] = (__m512bh)_mm512_load_si512(bp + 16 * v);
+  for (int i = 0; i < M; ++i) {
+    const __m512bh ai = (__m512bh)_mm512_set1_epi32(av[i]);
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], b[v], ai);
+  }
+}
+
+// C (M, 16·NV) [+]= A (M, 2·pairs [+1 when odd]) · B, A rows at a (leading dim lda, pairs
+// adjacent), B packed: panel[q·kNr + j] = (b(2q, j), b(2q+1, j)) as two bf16 in 32 bits. An odd
+// depth's last element pairs with a zero (B's high half is packed as zero too). (No lambdas in
+// here: GCC does not give them the function's target.)
+template <int M, int NV>
+TESSERA_BF16_TARGET void micro(const bf16* a, int64_t lda, int64_t pairs, bool odd,
+                               const uint32_t* panel, const Block& blk) {
+  __m512 acc[M][NV];
+  __mmask16 mask[NV];
+  for (int v = 0; v < NV; ++v) mask[v] = v == NV - 1 ? blk.tail : __mmask16(0xffff);
+  for (int i = 0; i < M; ++i)
+    for (int v = 0; v < NV; ++v) {
+      if (!blk.first) {
+        acc[i][v] = _mm512_maskz_loadu_ps(mask[v], blk.c + i * blk.ld + 16 * v);
+      } else if (blk.bias != nullptr) {
+        acc[i][v] = _mm512_maskz_loadu_ps(mask[v], blk.bias + 16 * v);
+      } else {
+        acc[i][v] = _mm512_setzero_ps();
+      }
+    }
+  for (int64_t q = 0; q < pairs; ++q) {
+    int32_t av[M];
+    for (int i = 0; i < M; ++i) av[i] = load_pair(a + i * lda + 2 * q);
+    micro_step<M, NV>(acc, panel + q * kNr, av);
+  }
+  if (odd) {
+    int32_t av[M];
+    for (int i = 0; i < M; ++i) av[i] = int32_t(a[i * lda + 2 * pairs].bits);
+    micro_step<M, NV>(acc, panel + pairs * kNr, av);
+  }
+  const __m512 zero = _mm512_setzero_ps();
+  for (int i = 0; i < M; ++i)
+    for (int v = 0; v < NV; ++v) {
+      __m512 c = acc[i][v];
+      const int64_t at = i * blk.ld + 16 * v;
+      if (blk.last) {
+        // max(0, c) returns c when c is NaN or -0, as activation_forward's relu does.
+        if (blk.relu) c = _mm512_max_ps(zero, c);
+        if (blk.relu_x != nullptr) {
+          const __m512 x = _mm512_maskz_loadu_ps(mask[v], blk.relu_x + at);
+          c = _mm512_mask_mov_ps(c, _mm512_cmp_ps_mask(x, zero, _CMP_LE_OQ), zero);
+        }
+        if (blk.c16 != nullptr) _mm256_mask_storeu_epi16(blk.c16 + at, mask[v], to_bf16_vec(c));
+      }
+      _mm512_mask_storeu_ps(blk.c + at, mask[v], c);
+    }
+}
+
+using MicroFn = void (*)(const bf16*, int64_t, int64_t, bool, const uint32_t*, const Block&);
+
+struct MicroTable {
+  MicroFn f[kMr * kNv];
+  // The kernel for m rows and nv vectors.
+  MicroFn operator()(int64_t m, int nv) const { return f[(m - 1) * kNv + nv - 1]; }
+};
+template <int... I>
+constexpr MicroTable micro_table(std::integer_sequence<int, I...>) {
+  return MicroTable{{micro<I / kNv + 1, I % kNv + 1>...}};
+}
+constexpr MicroTable kMicro = micro_table(std::make_integer_sequence<int, kMr * kNv>());
+
+// r[j] = column j of the 16 x 16 matrix of 32-bit elements whose row i is r[i] (in place).
+TESSERA_BF16_TARGET void transpose16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    for (int j = 0; j < 2; ++j) {
+      r[i + 2 * j] = _mm512_unpacklo_epi64(t[i + j], t[i + j + 2]);
+      r[i + 2 * j + 1] = _mm512_unpackhi_epi64(t[i + j], t[i + j + 2]);
+    }
+  }
+  // r[4q + c] now holds, in 128-bit lane l, rows 4q..4q+3 of column 4l + c.
+  for (int q = 0; q < 4; q += 2) {
+    for (int c = 0; c < 4; ++c) {
+      const __m512i lo = r[4 * q + c], hi = r[4 * q + 4 + c];
+      t[4 * q + c] = _mm512_shuffle_i32x4(lo, hi, 0x88);
+      t[4 * q + 4 + c] = _mm512_shuffle_i32x4(lo, hi, 0xdd);
+    }
+  }
+  for (int c = 0; c < 8; ++c) {
+    r[c] = _mm512_shuffle_i32x4(t[c], t[8 + c], 0x88);
+    r[c + 8] = _mm512_shuffle_i32x4(t[c], t[8 + c], 0xdd);
+  }
+}
+
+// The first n of 32 bf16 lanes (n may exceed 32).
+inline __mmask32 lanes16(int64_t n) {
+  return n >= 32 ? __mmask32(0xffffffffu) : __mmask32((uint32_t{1} << n) - 1);
+}
+
+// B (k, n) = srcᵀ, src (n, k) rows at leading dim ld, e.g. the forward's wᵀ: the panel of depth
+// [p0, p0 + kc) x columns [j0, j0 + nc) takes 32-bit pairs of src rows, transposed 16 x 16 in
+// registers. Columns past nc in the last vector and the high half past kc are zero.
+TESSERA_BF16_TARGET void pack_transposed(const bf16* src, int64_t ld, int64_t p0, int64_t kc,
+                                         int64_t j0, int64_t nc, uint32_t* panel) {
+  const int64_t pairs = (kc + 1) / 2;
+  for (int64_t jb = 0; jb < nc; jb += 16) {
+    for (int64_t qb = 0; qb < pairs; qb += 16) {
+      const __mmask32 m = lanes16(kc - 2 * qb);
+      __m512i r[16];
+      for (int64_t i = 0; i < 16; ++i) {
+        r[i] = jb + i < nc ? _mm512_maskz_loadu_epi16(m, src + (j0 + jb + i) * ld + p0 + 2 * qb)
+                           : _mm512_setzero_si512();
+      }
+      transpose16(r);
+      const int64_t rows = std::min<int64_t>(16, pairs - qb);
+      for (int64_t t = 0; t < rows; ++t) _mm512_store_si512(panel + (qb + t) * kNr + jb, r[t]);
+    }
+  }
+}
+
+// B (k, n) = src, rows at leading dim ld (dX's w, dW's x): each pair of rows interleaved. Columns
+// past nc and an odd depth's missing partner row are zero.
+TESSERA_BF16_TARGET void pack_rows(const bf16* src, int64_t ld, int64_t p0, int64_t kc, int64_t j0,
+                                   int64_t nc, uint32_t* panel) {
+  // Lane 2j takes element j of the first row, lane 2j + 1 element j of the second (index 32+).
+  alignas(64) uint16_t lo_idx[32], hi_idx[32];
+  for (int j = 0; j < 16; ++j) {
+    lo_idx[2 * j] = uint16_t(j), lo_idx[2 * j + 1] = uint16_t(32 + j);
+    hi_idx[2 * j] = uint16_t(16 + j), hi_idx[2 * j + 1] = uint16_t(48 + j);
+  }
+  const __m512i lo = _mm512_load_si512(lo_idx), hi = _mm512_load_si512(hi_idx);
+  for (int64_t q = 0; q < (kc + 1) / 2; ++q) {
+    const bf16* r0 = src + (p0 + 2 * q) * ld + j0;
+    const bool pair = 2 * q + 1 < kc;
+    for (int64_t jb = 0; jb < nc; jb += 32) {
+      const __mmask32 m = lanes16(nc - jb);
+      const __m512i a = _mm512_maskz_loadu_epi16(m, r0 + jb);
+      const __m512i b = pair ? _mm512_maskz_loadu_epi16(m, r0 + ld + jb) : _mm512_setzero_si512();
+      _mm512_store_si512(panel + q * kNr + jb, _mm512_permutex2var_epi16(a, lo, b));
+      _mm512_store_si512(panel + q * kNr + jb + 16, _mm512_permutex2var_epi16(a, hi, b));
+    }
+  }
+}
+
+// One product C (m, n) = A (m, k) · B (k, n) [+ bias] with its epilogue, tile by tile.
+struct Product {
+  const bf16* a;  // (m, k) row-major, leading dim lda
+  int64_t lda;
+  const bf16* b;  // B = bᵀ with b (n, k) if transposed, else B = b (k, n); leading dim ldb
+  int64_t ldb;
+  bool transposed;
+  int64_t m, k;
+  float* c;  // (m, n), leading dim ldc, overwritten
+  int64_t ldc;
+  const float* bias = nullptr;    // (n)
+  bool relu = false;              // c = max(c, 0)
+  const float* relu_x = nullptr;  // (m, n) at ldc: c = 0 where relu_x <= 0
+  bf16* c16 = nullptr;            // (m, n) at ldc: bf16(c)
+  bf16* c16t = nullptr;           // (n, m): bf16(c)ᵀ, with c16 only
+};
+
+// Rows [r0, r1) x columns [c0, c1) of p.c. Per 64-column panel and depth block, B is packed once
+// and every 6-row block of the tile runs over it. The depth is cut into equal even blocks of at
+// most kKc (a function of k alone, so of the shape alone).
+TESSERA_BF16_TARGET void product_tile(const Product& p, int64_t r0, int64_t r1, int64_t c0,
+                                      int64_t c1) {
+  alignas(64) uint32_t panel[kKc / 2 * kNr];
+  const int64_t blocks = std::max<int64_t>(1, (p.k + kKc - 1) / kKc);
+  const int64_t kc_max = ((p.k + blocks - 1) / blocks + 1) & ~int64_t{1};
+  for (int64_t j0 = c0; j0 < c1; j0 += kNr) {
+    const int64_t nc = std::min(kNr, c1 - j0);
+    const int nv = int((nc + 15) / 16);
+    Block blk{};
+    blk.ld = p.ldc;
+    blk.tail = __mmask16((uint32_t{1} << (nc - 16 * (nv - 1))) - 1);
+    blk.relu = p.relu;
+    int64_t p0 = 0;
+    do {
+      const int64_t kc = std::min(kc_max, p.k - p0);
+      if (p.transposed) {
+        pack_transposed(p.b, p.ldb, p0, kc, j0, nc, panel);
+      } else {
+        pack_rows(p.b, p.ldb, p0, kc, j0, nc, panel);
+      }
+      blk.first = p0 == 0;
+      blk.last = p0 + kc == p.k;
+      for (int64_t i0 = r0; i0 < r1; i0 += kMr) {
+        const int64_t rows = std::min<int64_t>(kMr, r1 - i0);
+        const int64_t at = i0 * p.ldc + j0;
+        blk.c = p.c + at;
+        blk.bias = p.bias == nullptr ? nullptr : p.bias + j0;
+        blk.relu_x = p.relu_x == nullptr ? nullptr : p.relu_x + at;
+        blk.c16 = p.c16 == nullptr || p.c16t != nullptr ? nullptr : p.c16 + at;
+        kMicro(rows, nv)(p.a + i0 * p.lda + p0, p.lda, kc / 2, (kc & 1) != 0, panel,
+                                   blk);
+      }
+      p0 += kc;
+    } while (p0 < p.k);
+    // The transposed copy reads the plain one: both from the strip while it is in cache.
+    if (p.c16 != nullptr && p.c16t != nullptr) {
+      tile_to_bf16(p.c, p.c16, p.c16t, p.m, p.ldc, r0, r1, j0, j0 + nc);
+    }
+  }
+}
+
+// The tiles of gemm_engines.h's block products (the oneDNN engine's bf16 tiles, and their dW
+// tiles dense_tile_rows() high).
+template <class Tile>
+void for_bf16_tiles(int64_t m, int64_t n, const Tile& tile) {
+  for_tiles(m, n, kOneDnnTileRows, kOneDnnTileCols, tile);
+}
+
+void require_avx512_bf16() {
+  if (const char* why = avx512_bf16_unsupported_reason()) throw std::logic_error(why);
+}
+
+}  // namespace
+
+const char* avx512_bf16_unsupported_reason() {
+  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+      !__builtin_cpu_supports("avx512vl")) {
+    return "this CPU lacks AVX-512 (F, BW, VL), which tessera's bf16 kernels need";
+  }
+  if (!__builtin_cpu_supports("avx512bf16")) {
+    return "this CPU lacks AVX512_BF16, which the bf16 products need";
+  }
+  return nullptr;
+}
+
+// x (n, in), w (out, in) bf16 -> y (n, out) = x·wᵀ + b [relu], y16 = bf16(y).
+void avx512_dense_forward_bf16(const bf16* x, const bf16* w, const float* b, float* y, bf16* y16,
+                               int64_t n, int64_t in, int64_t out, bool relu) {
+  require_avx512_bf16();
+  Product p{x, in, w, in, true, n, in, y, out};
+  p.bias = b;
+  p.relu = relu;
+  p.c16 = y16;
+  for_bf16_tiles(n, out, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    product_tile(p, r0, r1, c0, c1);
+  });
+}
+
+void avx512_dense_backward_bf16(const DenseBf16Backward& a, int64_t n, int64_t in, int64_t out) {
+  require_avx512_bf16();
+  // dw (out, in) = dyᵀ·x: A = the dense dyᵀ copy, B = x (depth n).
+  const Product dw{a.dyt16, n, a.x16, in, false, out, n, a.dw, in};
+  for_bf16_tiles(out, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    product_tile(dw, r0, r1, c0, c1);
+    if (a.db != nullptr && c0 == 0) bias_backward_cols(a.dy, a.db, n, out, r0, r1);
+    report_dw_tile(a.dw, a.db, in, out, r0, r1, c0, c1);
+  });
+  if (a.dx == nullptr) return;
+  // dx (n, in) = dy·w (depth out), masked and converted for the previous layer in the epilogue.
+  Product dx{a.dy16, out, a.w16, in, false, n, out, a.dx, in};
+  dx.relu_x = a.relu_x;
+  dx.c16 = a.dx16;
+  dx.c16t = a.dxt16;
+  for_bf16_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    product_tile(dx, r0, r1, c0, c1);
+  });
+}
+
+#else  // not x86-64 with GCC or Clang: no AVX-512 intrinsics.
+
+const char* avx512_bf16_unsupported_reason() {
+  return "tessera's bf16 kernels need an x86-64 build with AVX-512 intrinsics (GCC or Clang)";
+}
+
+void avx512_dense_forward_bf16(const bf16*, const bf16*, const float*, float*, bf16*, int64_t,
+                               int64_t, int64_t, bool) {
+  throw std::logic_error(avx512_bf16_unsupported_reason());
+}
+
+void avx512_dense_backward_bf16(const DenseBf16Backward&, int64_t, int64_t, int64_t) {
+  throw std::logic_error(avx512_bf16_unsupported_reason());
+}
+
+#endif
+
+}  // namespace tessera::kernels
