@@ -1,7 +1,7 @@
 // Throughput of the dense GEMM kernels of each engine (0 = Eigen, 1 = oneDNN, 2 = tessera's own
-// AVX-512 microkernels), and of
-// oneDNN's bf16 products, at the reference MLP's shapes (784-1024-1024-10, batch 128 and 256)
-// and of the flat optimizer steps, for 1 and 2 oneTBB threads. Every (engine, shape) is
+// AVX-512 microkernels), of the bf16 products of oneDNN and of tessera's AVX512_BF16 engine
+// (avx512 = 1), at the reference MLP's shapes (784-1024-1024-10, batch 128 and 256) and of the
+// flat optimizer steps, for 1 and 2 oneTBB threads. Every (engine, shape) is
 // validated once against a naive double reference before timing; a wrong kernel aborts.
 #include <benchmark/benchmark.h>
 #include <tbb/global_control.h>
@@ -225,14 +225,19 @@ void mlp_shapes(benchmark::internal::Benchmark* b, bool backward) {
 BENCHMARK(BM_DenseForward)->Apply([](benchmark::internal::Benchmark* b) { mlp_shapes(b, false); });
 BENCHMARK(BM_DenseBackward)->Apply([](benchmark::internal::Benchmark* b) { mlp_shapes(b, true); });
 
+// The bf16 engines compared: oneDNN's matmul (dense.h's dense_*_bf16) or tessera's own
+// AVX512_BF16 kernels (gemm_engines.h's avx512_dense_*_bf16).
+constexpr int64_t kBf16OneDnn = 0, kBf16Avx512 = 1;
+
 // A layer for the bf16 products, as the model runs them: x, w and dy rounded to bf16 in place
 // (so the double reference sees the operands the products see and the float tolerance holds),
 // their bf16 copies, dyᵀ, and bf16 copies of y and dx written by the epilogues.
 struct Bf16Layer : Layer {
+  int64_t bf16_engine;
   std::vector<bf16> x16, w16, dy16, dyt16, y16, dx16, dxt16;
-  Bf16Layer(int64_t n_, int64_t in_, int64_t out_)
-      : Layer(kOneDnn, n_, in_, out_), x16(x.size()), w16(w.size()), dy16(dy.size()),
-        dyt16(dy.size()), y16(y.size()), dx16(dx.size()), dxt16(dx.size()) {
+  Bf16Layer(int64_t bf16_engine_, int64_t n_, int64_t in_, int64_t out_)
+      : Layer(kOneDnn, n_, in_, out_), bf16_engine(bf16_engine_), x16(x.size()), w16(w.size()),
+        dy16(dy.size()), dyt16(dy.size()), y16(y.size()), dx16(dx.size()), dxt16(dx.size()) {
     for (auto* v : {&x, &w, &dy}) {
       for (float& f : *v) f = to_float(to_bf16(f));
     }
@@ -241,7 +246,12 @@ struct Bf16Layer : Layer {
     to_bf16(dy.data(), dy16.data(), dyt16.data(), n, out);
   }
   void forward(bool relu) {
-    dense_forward_bf16(x16.data(), w16.data(), b.data(), y.data(), y16.data(), n, in, out, relu);
+    if (bf16_engine == kBf16Avx512) {
+      avx512_dense_forward_bf16(x16.data(), w16.data(), b.data(), y.data(), y16.data(), n, in,
+                                out, relu);
+    } else {
+      dense_forward_bf16(x16.data(), w16.data(), b.data(), y.data(), y16.data(), n, in, out, relu);
+    }
   }
   // With the dx epilogue the model uses for a relu hidden layer: mask, bf16 copies for the
   // previous layer's products.
@@ -260,17 +270,22 @@ struct Bf16Layer : Layer {
       a.dx16 = dx16.data();
       a.dxt16 = dxt16.data();
     }
-    dense_backward_bf16(a, n, in, out);
+    if (bf16_engine == kBf16Avx512) {
+      avx512_dense_backward_bf16(a, n, in, out);
+    } else {
+      dense_backward_bf16(a, n, in, out);
+    }
   }
 };
 
-// Args: n, in, out, threads; as BM_DenseForward / BM_DenseBackward, for the bf16 products.
+// Args: bf16 engine, n, in, out, threads; as BM_DenseForward / BM_DenseBackward, for the bf16
+// products.
 Bf16Layer make_bf16_layer(const benchmark::State& state) {
   static std::mutex mu;
-  static std::set<std::tuple<int64_t, int64_t, int64_t>> validated;
-  Bf16Layer l(state.range(0), state.range(1), state.range(2));
+  static std::set<std::tuple<int64_t, int64_t, int64_t, int64_t>> validated;
+  Bf16Layer l(state.range(0), state.range(1), state.range(2), state.range(3));
   std::lock_guard<std::mutex> lock(mu);
-  if (validated.insert({l.n, l.in, l.out}).second) {
+  if (validated.insert({l.bf16_engine, l.n, l.in, l.out}).second) {
     l.validate_run([&] {
       l.forward(false);
       l.backward(true, false);
@@ -281,8 +296,8 @@ Bf16Layer make_bf16_layer(const benchmark::State& state) {
 
 void BM_DenseForwardBf16(benchmark::State& state) {
   Bf16Layer l = make_bf16_layer(state);
-  const int64_t threads = state.range(3);
-  const bool relu = state.range(4) != 0;
+  const int64_t threads = state.range(4);
+  const bool relu = state.range(5) != 0;
   tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
   for (auto _ : state) {
     l.forward(relu);
@@ -294,8 +309,8 @@ void BM_DenseForwardBf16(benchmark::State& state) {
 
 void BM_DenseBackwardBf16(benchmark::State& state) {
   Bf16Layer l = make_bf16_layer(state);
-  const int64_t threads = state.range(3);
-  const bool with_dx = state.range(4) != 0;
+  const int64_t threads = state.range(4);
+  const bool with_dx = state.range(5) != 0;
   tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
   for (auto _ : state) {
     l.backward(with_dx, true);
@@ -306,20 +321,24 @@ void BM_DenseBackwardBf16(benchmark::State& state) {
                     kBf16PeakPerThread);
 }
 
-// The same shapes as mlp_shapes, on the bf16 products; none where this build or CPU has none.
+// The same shapes as mlp_shapes, on each bf16 engine this build and CPU can run.
 void mlp_shapes_bf16(benchmark::internal::Benchmark* b, bool backward) {
-  if (bf16_unsupported_reason() != nullptr) return;
-  for (int64_t n : {256, 128})
-    for (auto [in, out] : {std::pair<int64_t, int64_t>{784, 1024}, {1024, 1024}, {1024, 10}})
-      for (int64_t threads : {1, 2}) {
-        if (!backward) {
-          b->Args({n, in, out, threads, out == 10 ? 0 : 1});
-        } else {
-          for (int64_t with_dx : {1, 0}) b->Args({n, in, out, threads, with_dx});
+  for (int64_t engine : {kBf16OneDnn, kBf16Avx512}) {
+    const char* why = engine == kBf16Avx512 ? avx512_bf16_unsupported_reason()
+                                            : bf16_unsupported_reason();
+    if (why != nullptr) continue;
+    for (int64_t n : {256, 128})
+      for (auto [in, out] : {std::pair<int64_t, int64_t>{784, 1024}, {1024, 1024}, {1024, 10}})
+        for (int64_t threads : {1, 2}) {
+          if (!backward) {
+            b->Args({engine, n, in, out, threads, out == 10 ? 0 : 1});
+          } else {
+            for (int64_t with_dx : {1, 0}) b->Args({engine, n, in, out, threads, with_dx});
+          }
         }
-      }
-  b->ArgNames(backward ? std::vector<std::string>{"n", "in", "out", "threads", "dx"}
-                       : std::vector<std::string>{"n", "in", "out", "threads", "relu"});
+  }
+  b->ArgNames(backward ? std::vector<std::string>{"avx512", "n", "in", "out", "threads", "dx"}
+                       : std::vector<std::string>{"avx512", "n", "in", "out", "threads", "relu"});
   b->UseRealTime()->Unit(benchmark::kMicrosecond);
 }
 
