@@ -89,41 +89,51 @@ TESSERA_BF16_TARGET void micro(const bf16* a, int64_t lda, int64_t pairs, bool o
   __m512 acc[M][NV];
   __mmask16 mask[NV];
   for (int v = 0; v < NV; ++v) mask[v] = v == NV - 1 ? blk.tail : __mmask16(0xffff);
+  float* const c = blk.c;
+  const int64_t ld = blk.ld;
+  // The block's product starts from zero and is added to C (or the bias) at the end: one code
+  // path keeps acc in registers (with a load per case up front, GCC kept it on the stack).
+#pragma GCC unroll 8
   for (int i = 0; i < M; ++i)
-    for (int v = 0; v < NV; ++v) {
-      if (!blk.first) {
-        acc[i][v] = _mm512_maskz_loadu_ps(mask[v], blk.c + i * blk.ld + 16 * v);
-      } else if (blk.bias != nullptr) {
-        acc[i][v] = _mm512_maskz_loadu_ps(mask[v], blk.bias + 16 * v);
-      } else {
-        acc[i][v] = _mm512_setzero_ps();
-      }
-    }
-  for (int64_t q = 0; q < pairs; ++q) {
-    int32_t av[M];
-    for (int i = 0; i < M; ++i) av[i] = load_pair(a + i * lda + 2 * q);
-    micro_step<M, NV>(acc, panel + q * kNr, av);
-  }
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  // An odd depth's last element and a zero, copied into a pair per row: the second pass runs
+  // the same loop body over them (a second copy of the body put acc on the stack).
+  bf16 tail[2 * M] = {};
   if (odd) {
-    int32_t av[M];
-    for (int i = 0; i < M; ++i) av[i] = int32_t(a[i * lda + 2 * pairs].bits);
-    micro_step<M, NV>(acc, panel + pairs * kNr, av);
+    for (int i = 0; i < M; ++i) tail[2 * i] = a[i * lda + 2 * pairs];
+  }
+  for (int pass = 0; pass < 2; ++pass) {
+    const bf16* base = pass == 0 ? a : tail;
+    const int64_t base_ld = pass == 0 ? lda : 2;
+    const int64_t count = pass == 0 ? pairs : (odd ? 1 : 0);
+    const uint32_t* bp = pass == 0 ? panel : panel + pairs * kNr;
+    for (int64_t q = 0; q < count; ++q) {
+      int32_t av[M];
+      for (int i = 0; i < M; ++i) av[i] = load_pair(base + i * base_ld + 2 * q);
+      micro_step<M, NV>(acc, bp + q * kNr, av);
+    }
   }
   const __m512 zero = _mm512_setzero_ps();
+  const float* add = blk.first ? blk.bias : c;  // nullptr: nothing to add
+  const int64_t add_ld = blk.first ? 0 : ld;
+#pragma GCC unroll 8
   for (int i = 0; i < M; ++i)
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
-      __m512 c = acc[i][v];
-      const int64_t at = i * blk.ld + 16 * v;
+      __m512 r = acc[i][v];
+      const int64_t at = i * ld + 16 * v;
+      if (add != nullptr) r = _mm512_add_ps(_mm512_maskz_loadu_ps(mask[v], add + i * add_ld + 16 * v), r);
       if (blk.last) {
-        // max(0, c) returns c when c is NaN or -0, as activation_forward's relu does.
-        if (blk.relu) c = _mm512_max_ps(zero, c);
+        // max(0, r) returns r when r is NaN or -0, as activation_forward's relu does.
+        if (blk.relu) r = _mm512_max_ps(zero, r);
         if (blk.relu_x != nullptr) {
           const __m512 x = _mm512_maskz_loadu_ps(mask[v], blk.relu_x + at);
-          c = _mm512_mask_mov_ps(c, _mm512_cmp_ps_mask(x, zero, _CMP_LE_OQ), zero);
+          r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(x, zero, _CMP_LE_OQ), zero);
         }
-        if (blk.c16 != nullptr) _mm256_mask_storeu_epi16(blk.c16 + at, mask[v], to_bf16_vec(c));
+        if (blk.c16 != nullptr) _mm256_mask_storeu_epi16(blk.c16 + at, mask[v], to_bf16_vec(r));
       }
-      _mm512_mask_storeu_ps(blk.c + at, mask[v], c);
+      _mm512_mask_storeu_ps(c + at, mask[v], r);
     }
 }
 
@@ -180,11 +190,17 @@ TESSERA_BF16_TARGET void pack_transposed(const bf16* src, int64_t ld, int64_t p0
   const int64_t pairs = (kc + 1) / 2;
   for (int64_t jb = 0; jb < nc; jb += 16) {
     for (int64_t qb = 0; qb < pairs; qb += 16) {
-      const __mmask32 m = lanes16(kc - 2 * qb);
       __m512i r[16];
-      for (int64_t i = 0; i < 16; ++i) {
-        r[i] = jb + i < nc ? _mm512_maskz_loadu_epi16(m, src + (j0 + jb + i) * ld + p0 + 2 * qb)
-                           : _mm512_setzero_si512();
+      const bf16* at = src + (j0 + jb) * ld + p0 + 2 * qb;
+      if (kc - 2 * qb >= 32 && nc - jb >= 16) {
+        // Plain loads where the block is whole: masked loads that miss the cache measured
+        // slower here (pack_rows below: 4% of the dX product).
+        for (int64_t i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(at + i * ld);
+      } else {
+        const __mmask32 m = lanes16(kc - 2 * qb);
+        for (int64_t i = 0; i < 16; ++i) {
+          r[i] = jb + i < nc ? _mm512_maskz_loadu_epi16(m, at + i * ld) : _mm512_setzero_si512();
+        }
       }
       transpose16(r);
       const int64_t rows = std::min<int64_t>(16, pairs - qb);
@@ -193,24 +209,39 @@ TESSERA_BF16_TARGET void pack_transposed(const bf16* src, int64_t ld, int64_t p0
   }
 }
 
-// B (k, n) = src, rows at leading dim ld (dX's w, dW's x): each pair of rows interleaved. Columns
-// past nc and an odd depth's missing partner row are zero.
+// vpermt2w indices: lane 2j takes element j of the first row, lane 2j + 1 element j of the
+// second (index 32 + j); the high half the same from element 16.
+struct InterleaveIdx {
+  alignas(64) uint16_t lo[32], hi[32];
+};
+constexpr InterleaveIdx interleave_idx() {
+  InterleaveIdx x{};
+  for (int j = 0; j < 16; ++j) {
+    x.lo[2 * j] = uint16_t(j), x.lo[2 * j + 1] = uint16_t(32 + j);
+    x.hi[2 * j] = uint16_t(16 + j), x.hi[2 * j + 1] = uint16_t(48 + j);
+  }
+  return x;
+}
+constexpr InterleaveIdx kInterleave = interleave_idx();
+
+// B (k, n) = src, rows at leading dim ld (dX's w, dW's x): each pair of rows interleaved.
+// Columns past nc and an odd depth's missing partner row are zero.
 TESSERA_BF16_TARGET void pack_rows(const bf16* src, int64_t ld, int64_t p0, int64_t kc, int64_t j0,
                                    int64_t nc, uint32_t* panel) {
-  // Lane 2j takes element j of the first row, lane 2j + 1 element j of the second (index 32+).
-  alignas(64) uint16_t lo_idx[32], hi_idx[32];
-  for (int j = 0; j < 16; ++j) {
-    lo_idx[2 * j] = uint16_t(j), lo_idx[2 * j + 1] = uint16_t(32 + j);
-    hi_idx[2 * j] = uint16_t(16 + j), hi_idx[2 * j + 1] = uint16_t(48 + j);
-  }
-  const __m512i lo = _mm512_load_si512(lo_idx), hi = _mm512_load_si512(hi_idx);
+  const __m512i lo = _mm512_load_si512(kInterleave.lo), hi = _mm512_load_si512(kInterleave.hi);
   for (int64_t q = 0; q < (kc + 1) / 2; ++q) {
     const bf16* r0 = src + (p0 + 2 * q) * ld + j0;
     const bool pair = 2 * q + 1 < kc;
     for (int64_t jb = 0; jb < nc; jb += 32) {
-      const __mmask32 m = lanes16(nc - jb);
-      const __m512i a = _mm512_maskz_loadu_epi16(m, r0 + jb);
-      const __m512i b = pair ? _mm512_maskz_loadu_epi16(m, r0 + ld + jb) : _mm512_setzero_si512();
+      __m512i a, b;
+      if (nc - jb >= 32 && pair) {
+        a = _mm512_loadu_si512(r0 + jb);
+        b = _mm512_loadu_si512(r0 + ld + jb);
+      } else {
+        const __mmask32 m = lanes16(nc - jb);
+        a = _mm512_maskz_loadu_epi16(m, r0 + jb);
+        b = pair ? _mm512_maskz_loadu_epi16(m, r0 + ld + jb) : _mm512_setzero_si512();
+      }
       _mm512_store_si512(panel + q * kNr + jb, _mm512_permutex2var_epi16(a, lo, b));
       _mm512_store_si512(panel + q * kNr + jb + 16, _mm512_permutex2var_epi16(a, hi, b));
     }
@@ -234,54 +265,80 @@ struct Product {
   bf16* c16t = nullptr;           // (n, m): bf16(c)ᵀ, with c16 only
 };
 
-// Rows [r0, r1) x columns [c0, c1) of p.c. Per 64-column panel and depth block, B is packed once
-// and every 6-row block of the tile runs over it. The depth is cut into equal even blocks of at
-// most kKc (a function of k alone, so of the shape alone).
+// The panels of one tile in the order they are packed: columns [j0, j0 + nc) in nv vectors,
+// depth [p0, p0 + kc). The depth is cut into equal even blocks of at most kKc (a function of k
+// alone, so of the shape alone). The tile's 16-column vectors are spread evenly over as few
+// panels as hold them: 272 columns run as 4 + 4 + 3 + 3 + 3 vectors, not 4 + 4 + 4 + 4 + 1,
+// whose 1-vector panel would run 6 broadcasts per pair for 6 products instead of 24.
+struct PanelStep {
+  int64_t j, j0, nc, p0, kc;
+  int nv;
+};
+
+class TilePanels {
+ public:
+  TilePanels(int64_t c0, int64_t c1, int64_t k)
+      : c1_(c1), k_(k), vectors_((c1 - c0 + 15) / 16), panels_((vectors_ + kNv - 1) / kNv) {
+    const int64_t blocks = std::max<int64_t>(1, (k + kKc - 1) / kKc);
+    kc_max_ = ((k + blocks - 1) / blocks + 1) & ~int64_t{1};
+    first_ = columns(0, c0);
+  }
+  PanelStep first() const { return first_; }
+  // The step after s; false after the last.
+  bool next(PanelStep& s) const {
+    if (s.p0 + s.kc < k_) {
+      s.p0 += s.kc;
+      s.kc = std::min(kc_max_, k_ - s.p0);
+      return true;
+    }
+    if (s.j + 1 == panels_) return false;
+    s = columns(s.j + 1, s.j0 + s.nc);
+    return true;
+  }
+
+ private:
+  PanelStep columns(int64_t j, int64_t j0) const {
+    const int nv = int(vectors_ / panels_ + (j < vectors_ % panels_ ? 1 : 0));
+    return {j, j0, std::min<int64_t>(16 * nv, c1_ - j0), 0, std::min(kc_max_, k_), nv};
+  }
+  int64_t c1_, k_, vectors_, panels_, kc_max_ = 0;
+  PanelStep first_{};
+};
+
+// Rows [r0, r1) x columns [c0, c1) of p.c: per panel, B is packed once and every 6-row block
+// of the tile runs over it. (Packing the next panel in slices between the blocks, to overlap
+// its loads with the products, measured slower: the two panels do not fit L1 together.)
 TESSERA_BF16_TARGET void product_tile(const Product& p, int64_t r0, int64_t r1, int64_t c0,
                                       int64_t c1) {
   alignas(64) uint32_t panel[kKc / 2 * kNr];
-  const int64_t blocks = std::max<int64_t>(1, (p.k + kKc - 1) / kKc);
-  const int64_t kc_max = ((p.k + blocks - 1) / blocks + 1) & ~int64_t{1};
-  // The tile's 16-column vectors, spread evenly over as few panels as hold them: 272 columns
-  // run as 4 + 4 + 3 + 3 + 3 vectors rather than 4 + 4 + 4 + 4 + 1, whose 1-vector panel would
-  // run its 6 broadcasts per pair for 6 products instead of 24.
-  const int64_t vectors = (c1 - c0 + 15) / 16;
-  const int64_t panels = (vectors + kNv - 1) / kNv;
-  for (int64_t j = 0, j0 = c0; j < panels; ++j) {
-    const int nv = int(vectors / panels + (j < vectors % panels ? 1 : 0));
-    const int64_t nc = std::min<int64_t>(16 * nv, c1 - j0);
+  const TilePanels plan(c0, c1, p.k);
+  PanelStep s = plan.first();
+  do {
+    if (p.transposed) {
+      pack_transposed(p.b, p.ldb, s.p0, s.kc, s.j0, s.nc, panel);
+    } else {
+      pack_rows(p.b, p.ldb, s.p0, s.kc, s.j0, s.nc, panel);
+    }
     Block blk{};
     blk.ld = p.ldc;
-    blk.tail = __mmask16((uint32_t{1} << (nc - 16 * (nv - 1))) - 1);
+    blk.tail = __mmask16((uint32_t{1} << (s.nc - 16 * (s.nv - 1))) - 1);
     blk.relu = p.relu;
-    int64_t p0 = 0;
-    do {
-      const int64_t kc = std::min(kc_max, p.k - p0);
-      if (p.transposed) {
-        pack_transposed(p.b, p.ldb, p0, kc, j0, nc, panel);
-      } else {
-        pack_rows(p.b, p.ldb, p0, kc, j0, nc, panel);
-      }
-      blk.first = p0 == 0;
-      blk.last = p0 + kc == p.k;
-      for (int64_t i0 = r0; i0 < r1; i0 += kMr) {
-        const int64_t rows = std::min<int64_t>(kMr, r1 - i0);
-        const int64_t at = i0 * p.ldc + j0;
-        blk.c = p.c + at;
-        blk.bias = p.bias == nullptr ? nullptr : p.bias + j0;
-        blk.relu_x = p.relu_x == nullptr ? nullptr : p.relu_x + at;
-        blk.c16 = p.c16 == nullptr || p.c16t != nullptr ? nullptr : p.c16 + at;
-        kMicro(rows, nv)(p.a + i0 * p.lda + p0, p.lda, kc / 2, (kc & 1) != 0, panel,
-                                   blk);
-      }
-      p0 += kc;
-    } while (p0 < p.k);
-    // The transposed copy reads the plain one: both from the strip while it is in cache.
-    if (p.c16 != nullptr && p.c16t != nullptr) {
-      tile_to_bf16(p.c, p.c16, p.c16t, p.m, p.ldc, r0, r1, j0, j0 + nc);
+    blk.first = s.p0 == 0;
+    blk.last = s.p0 + s.kc == p.k;
+    for (int64_t i0 = r0; i0 < r1; i0 += kMr) {
+      const int64_t at = i0 * p.ldc + s.j0;
+      blk.c = p.c + at;
+      blk.bias = p.bias == nullptr ? nullptr : p.bias + s.j0;
+      blk.relu_x = p.relu_x == nullptr ? nullptr : p.relu_x + at;
+      blk.c16 = p.c16 == nullptr || p.c16t != nullptr ? nullptr : p.c16 + at;
+      kMicro(std::min<int64_t>(kMr, r1 - i0), s.nv)(p.a + i0 * p.lda + s.p0, p.lda, s.kc / 2,
+                                                    (s.kc & 1) != 0, panel, blk);
     }
-    j0 += nc;
-  }
+    // The transposed copy reads the plain one: both from the strip while it is in cache.
+    if (blk.last && p.c16 != nullptr && p.c16t != nullptr) {
+      tile_to_bf16(p.c, p.c16, p.c16t, p.m, p.ldc, r0, r1, s.j0, s.j0 + s.nc);
+    }
+  } while (plan.next(s));
 }
 
 // The tiles of gemm_engines.h's block products (the oneDNN engine's bf16 tiles, and their dW
