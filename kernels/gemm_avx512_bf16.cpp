@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "kernels/dense.h"
+#include "kernels/simd_transpose.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define TESSERA_AVX512_BF16 1
@@ -158,33 +159,6 @@ constexpr MicroTable micro_table(std::integer_sequence<int, I...>) {
 }
 constexpr MicroTable kMicro = micro_table(std::make_integer_sequence<int, kMr * kNv>());
 
-// r[j] = column j of the 16 x 16 matrix of 32-bit elements whose row i is r[i] (in place).
-TESSERA_BF16_TARGET void transpose16(__m512i r[16]) {
-  __m512i t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {
-    for (int j = 0; j < 2; ++j) {
-      r[i + 2 * j] = _mm512_unpacklo_epi64(t[i + j], t[i + j + 2]);
-      r[i + 2 * j + 1] = _mm512_unpackhi_epi64(t[i + j], t[i + j + 2]);
-    }
-  }
-  // r[4q + c] now holds, in 128-bit lane l, rows 4q..4q+3 of column 4l + c.
-  for (int q = 0; q < 4; q += 2) {
-    for (int c = 0; c < 4; ++c) {
-      const __m512i lo = r[4 * q + c], hi = r[4 * q + 4 + c];
-      t[4 * q + c] = _mm512_shuffle_i32x4(lo, hi, 0x88);
-      t[4 * q + 4 + c] = _mm512_shuffle_i32x4(lo, hi, 0xdd);
-    }
-  }
-  for (int c = 0; c < 8; ++c) {
-    r[c] = _mm512_shuffle_i32x4(t[c], t[8 + c], 0x88);
-    r[c + 8] = _mm512_shuffle_i32x4(t[c], t[8 + c], 0xdd);
-  }
-}
-
 // The first n of 32 bf16 lanes (n may exceed 32).
 inline __mmask32 lanes16(int64_t n) {
   return n >= 32 ? __mmask32(0xffffffffu) : __mmask32((uint32_t{1} << n) - 1);
@@ -210,7 +184,7 @@ TESSERA_BF16_TARGET void pack_transposed(const bf16* src, int64_t ld, int64_t p0
           r[i] = jb + i < nc ? _mm512_maskz_loadu_epi16(m, at + i * ld) : _mm512_setzero_si512();
         }
       }
-      transpose16(r);
+      transpose16_epi32(r);
       const int64_t rows = std::min<int64_t>(16, pairs - qb);
       for (int64_t t = 0; t < rows; ++t) _mm512_store_si512(panel + (qb + t) * kNr + jb, r[t]);
     }

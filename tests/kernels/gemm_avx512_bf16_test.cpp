@@ -219,6 +219,10 @@ TEST(GemmAvx512Bf16, MatchesReferenceEpiloguesAndThreads) {
     to_bf16(all.dx.data(), dx16.data(), dxt16.data(), s.n, s.in);
     EXPECT_TRUE(bits_equal(all.dx16, dx16));
     EXPECT_TRUE(bits_equal(all.dxt16, dxt16));
+    for (int64_t i = 0; i < s.n; ++i)
+      for (int64_t j = 0; j < s.in; ++j) {
+        ASSERT_EQ(all.dxt16[j * s.n + i].bits, all.dx16[i * s.in + j].bits) << "dxt16 " << i << "," << j;
+      }
 
     const Outputs two = run(d, kAll, 2), one = run(d, kPlain, 1);
     EXPECT_TRUE(bitwise_equal(two.y, all.y) && bitwise_equal(two.dw, all.dw) &&
