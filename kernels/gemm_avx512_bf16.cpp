@@ -323,11 +323,13 @@ TESSERA_BF16_TARGET void product_tile(const Product& p, int64_t r0, int64_t r1, 
   } while (plan.next(s));
 }
 
-// The tiles of gemm_engines.h's block products (the oneDNN engine's bf16 tiles, and their dW
-// tiles dense_tile_rows() high).
+// The output tiles: kOneDnnTileRows x kOneDnnTileCols (gemm_engines.h's block tiles), dW's
+// dense_tile_rows() high, the height its reports promise in every build (128 with the Eigen
+// engine). No element's arithmetic depends on the tiles here (the depth blocks are a function
+// of k alone), so they only set what runs in parallel and when dW rows are reported.
 template <class Tile>
-void for_bf16_tiles(int64_t m, int64_t n, const Tile& tile) {
-  for_tiles(m, n, kOneDnnTileRows, kOneDnnTileCols, tile);
+void for_bf16_tiles(int64_t m, int64_t n, int64_t tile_rows, const Tile& tile) {
+  for_tiles(m, n, tile_rows, kOneDnnTileCols, tile);
 }
 
 void require_avx512_bf16() {
@@ -355,7 +357,7 @@ void avx512_dense_forward_bf16(const bf16* x, const bf16* w, const float* b, flo
   p.bias = b;
   p.relu = relu;
   p.c16 = y16;
-  for_bf16_tiles(n, out, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  for_bf16_tiles(n, out, kOneDnnTileRows, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     product_tile(p, r0, r1, c0, c1);
   });
 }
@@ -364,7 +366,7 @@ void avx512_dense_backward_bf16(const DenseBf16Backward& a, int64_t n, int64_t i
   require_avx512_bf16();
   // dw (out, in) = dyᵀ·x: A = the dense dyᵀ copy, B = x (depth n).
   const Product dw{a.dyt16, n, a.x16, in, false, out, n, a.dw, in};
-  for_bf16_tiles(out, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  for_bf16_tiles(out, in, dense_tile_rows(), [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     product_tile(dw, r0, r1, c0, c1);
     if (a.db != nullptr && c0 == 0) bias_backward_cols(a.dy, a.db, n, out, r0, r1);
     report_dw_tile(a.dw, a.db, in, out, r0, r1, c0, c1);
@@ -375,7 +377,7 @@ void avx512_dense_backward_bf16(const DenseBf16Backward& a, int64_t n, int64_t i
   dx.relu_x = a.relu_x;
   dx.c16 = a.dx16;
   dx.c16t = a.dxt16;
-  for_bf16_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  for_bf16_tiles(n, in, kOneDnnTileRows, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     product_tile(dx, r0, r1, c0, c1);
   });
 }
