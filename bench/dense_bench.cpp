@@ -1,11 +1,14 @@
 // Throughput of the dense GEMM kernels of each engine (0 = Eigen, 1 = oneDNN, 2 = tessera's own
 // AVX-512 microkernels), of the bf16 products of oneDNN and of tessera's AVX512_BF16 engine
-// (avx512 = 1), at the reference MLP's shapes (784-1024-1024-10, batch 128 and 256) and of the
-// flat optimizer steps, for 1 and 2 oneTBB threads. Every (engine, shape) is
+// (avx512 = 1; both alternating in BM_Bf16EnginesAlternating), at the reference MLP's shapes
+// (784-1024-1024-10, batch 128 and 256) and of the flat optimizer steps, for 1 and 2 oneTBB
+// threads. Every (engine, shape) is
 // validated once against a naive double reference before timing; a wrong kernel aborts.
 #include <benchmark/benchmark.h>
 #include <tbb/global_control.h>
+#include <time.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -321,22 +324,21 @@ void BM_DenseBackwardBf16(benchmark::State& state) {
                     kBf16PeakPerThread);
 }
 
-// The same shapes as mlp_shapes, on each bf16 engine this build and CPU can run.
+// The same shapes as mlp_shapes, on each bf16 engine this build and CPU can run; the engines'
+// rows of a shape side by side, so that both meet the same load on a shared machine.
 void mlp_shapes_bf16(benchmark::internal::Benchmark* b, bool backward) {
-  for (int64_t engine : {kBf16OneDnn, kBf16Avx512}) {
-    const char* why = engine == kBf16Avx512 ? avx512_bf16_unsupported_reason()
-                                            : bf16_unsupported_reason();
-    if (why != nullptr) continue;
-    for (int64_t n : {256, 128})
-      for (auto [in, out] : {std::pair<int64_t, int64_t>{784, 1024}, {1024, 1024}, {1024, 10}})
-        for (int64_t threads : {1, 2}) {
-          if (!backward) {
-            b->Args({engine, n, in, out, threads, out == 10 ? 0 : 1});
-          } else {
-            for (int64_t with_dx : {1, 0}) b->Args({engine, n, in, out, threads, with_dx});
+  std::vector<int64_t> engines;
+  if (bf16_unsupported_reason() == nullptr) engines.push_back(kBf16OneDnn);
+  if (avx512_bf16_unsupported_reason() == nullptr) engines.push_back(kBf16Avx512);
+  for (int64_t n : {256, 128})
+    for (auto [in, out] : {std::pair<int64_t, int64_t>{784, 1024}, {1024, 1024}, {1024, 10}})
+      for (int64_t threads : {1, 2})
+        for (int64_t with_dx : {1, 0}) {
+          if (!backward && with_dx == 0) continue;
+          for (int64_t engine : engines) {
+            b->Args({engine, n, in, out, threads, backward ? with_dx : (out == 10 ? 0 : 1)});
           }
         }
-  }
   b->ArgNames(backward ? std::vector<std::string>{"avx512", "n", "in", "out", "threads", "dx"}
                        : std::vector<std::string>{"avx512", "n", "in", "out", "threads", "relu"});
   b->UseRealTime()->Unit(benchmark::kMicrosecond);
@@ -348,6 +350,76 @@ BENCHMARK(BM_DenseForwardBf16)->Apply([](benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_DenseBackwardBf16)->Apply([](benchmark::internal::Benchmark* b) {
   mlp_shapes_bf16(b, true);
 });
+
+// Seconds on this thread's CPU clock (1 thread: what the load of other jobs distorts least) or
+// the wall clock (2 threads: the second thread's time is not this thread's).
+double clock_s(bool thread_cpu) {
+  timespec t{};
+  clock_gettime(thread_cpu ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
+// Both bf16 engines on one layer, alternating call by call, so that a shared machine's load
+// falls on both alike (the plain rows above run one engine's repetitions after the other's).
+// Counters: each engine's GFLOP/s from the median call and their ratio (avx512_vs_onednn).
+// Args: n, in, out, threads, product (0 forward with fused ReLU, 1 dW and db, 2 dW, db and dX
+// with the relu mask and bf16 copies, as the model runs a hidden layer's backward).
+void BM_Bf16EnginesAlternating(benchmark::State& state) {
+  if (bf16_unsupported_reason() != nullptr || avx512_bf16_unsupported_reason() != nullptr) {
+    state.SkipWithError("both bf16 engines are needed");
+    return;
+  }
+  Bf16Layer l(kBf16OneDnn, state.range(0), state.range(1), state.range(2));
+  const int64_t threads = state.range(3), product = state.range(4);
+  static std::mutex mu;
+  static std::set<std::tuple<int64_t, int64_t, int64_t>> validated;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (validated.insert({l.n, l.in, l.out}).second) {
+      for (int64_t e : {kBf16OneDnn, kBf16Avx512}) {
+        l.bf16_engine = e;
+        l.validate_run([&] {
+          l.forward(false);
+          l.backward(true, false);
+        });
+      }
+    }
+  }
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+  std::vector<double> seconds[2];
+  for (auto _ : state) {
+    for (int64_t e : {kBf16OneDnn, kBf16Avx512}) {
+      l.bf16_engine = e;
+      const double t0 = clock_s(threads == 1);
+      if (product == 0) {
+        l.forward(l.out != 10);
+      } else {
+        l.backward(product == 2, true);
+      }
+      seconds[e].push_back(clock_s(threads == 1) - t0);
+    }
+    benchmark::ClobberMemory();
+  }
+  const double flops = (product == 2 ? 4.0 : 2.0) * double(l.n * l.in * l.out);
+  double gflops[2];
+  for (int e = 0; e < 2; ++e) {
+    std::sort(seconds[e].begin(), seconds[e].end());
+    gflops[e] = flops / seconds[e][seconds[e].size() / 2] / 1e9;
+  }
+  state.counters["onednn_gflops"] = gflops[kBf16OneDnn];
+  state.counters["avx512_gflops"] = gflops[kBf16Avx512];
+  state.counters["avx512_vs_onednn"] = gflops[kBf16Avx512] / gflops[kBf16OneDnn];
+}
+
+BENCHMARK(BM_Bf16EnginesAlternating)
+    ->Apply([](benchmark::internal::Benchmark* b) {
+      for (int64_t n : {256, 128})
+        for (auto [in, out] : {std::pair<int64_t, int64_t>{784, 1024}, {1024, 1024}, {1024, 10}})
+          for (int64_t threads : {1, 2})
+            for (int64_t product : {0, 1, 2}) b->Args({n, in, out, threads, product});
+      b->ArgNames({"n", "in", "out", "threads", "product"});
+    })
+    ->Unit(benchmark::kMicrosecond);
 
 // The reference MLP's parameter count, rounded: 784·1024 + 1024·1024 + 1024·10 + biases.
 constexpr int64_t kParams = 1'900'000;
