@@ -63,6 +63,26 @@ TESSERA_BF16_TARGET inline __m256i to_bf16_vec(__m512 f) {
   return _mm512_cvtepi32_epi16(_mm512_mask_mov_epi32(rounded, nan, quiet));
 }
 
+// 16 floats at p, the lanes of m (zero elsewhere); plain forms when m is full, as in the
+// packing below, where masked loads that missed the cache measured slower.
+TESSERA_BF16_TARGET inline __m512 load16(const float* p, __mmask16 m) {
+  return m == 0xffff ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m, p);
+}
+TESSERA_BF16_TARGET inline void store16(float* p, __mmask16 m, __m512 v) {
+  if (m == 0xffff) {
+    _mm512_storeu_ps(p, v);
+  } else {
+    _mm512_mask_storeu_ps(p, m, v);
+  }
+}
+TESSERA_BF16_TARGET inline void store16(bf16* p, __mmask16 m, __m256i v) {
+  if (m == 0xffff) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v);
+  } else {
+    _mm256_mask_storeu_epi16(p, m, v);
+  }
+}
+
 TESSERA_BF16_TARGET inline int32_t load_pair(const bf16* p) {
   int32_t v;
   std::memcpy(&v, p, sizeof v);
@@ -132,32 +152,41 @@ TESSERA_BF16_TARGET void micro(const bf16* a, int64_t lda, int64_t pairs, bool o
     for (int v = 0; v < NV; ++v) {
       __m512 r = acc[i][v];
       const int64_t at = i * ld + 16 * v;
-      if (add != nullptr) r = _mm512_add_ps(_mm512_maskz_loadu_ps(mask[v], add + i * add_ld + 16 * v), r);
+      if (add != nullptr) r = _mm512_add_ps(load16(add + i * add_ld + 16 * v, mask[v]), r);
       if (blk.last) {
         // max(0, r) returns r when r is NaN or -0, as activation_forward's relu does.
         if (blk.relu) r = _mm512_max_ps(zero, r);
         if (blk.relu_x != nullptr) {
-          const __m512 x = _mm512_maskz_loadu_ps(mask[v], blk.relu_x + at);
+          const __m512 x = load16(blk.relu_x + at, mask[v]);
           r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(x, zero, _CMP_LE_OQ), zero);
         }
-        if (blk.c16 != nullptr) _mm256_mask_storeu_epi16(blk.c16 + at, mask[v], to_bf16_vec(r));
+        if (blk.c16 != nullptr) store16(blk.c16 + at, mask[v], to_bf16_vec(r));
       }
-      _mm512_mask_storeu_ps(c + at, mask[v], r);
+      store16(c + at, mask[v], r);
     }
 }
 
 using MicroFn = void (*)(const bf16*, int64_t, int64_t, bool, const uint32_t*, const Block&);
 
+// A one-vector panel (an output 16 columns wide or less, e.g. the 10 classes) runs kMr1-row
+// blocks instead: 16 accumulators keep the two VDPBF16PS units busy where 6 left them waiting
+// on each product's latency.
+constexpr int kMr1 = 16;
+
 struct MicroTable {
   MicroFn f[kMr * kNv];
-  // The kernel for m rows and nv vectors.
-  MicroFn operator()(int64_t m, int nv) const { return f[(m - 1) * kNv + nv - 1]; }
+  MicroFn one[kMr1];
+  // The kernel for m rows and nv vectors (m <= kMr1 when nv == 1, else m <= kMr).
+  MicroFn operator()(int64_t m, int nv) const {
+    return nv == 1 ? one[m - 1] : f[(m - 1) * kNv + nv - 1];
+  }
 };
-template <int... I>
-constexpr MicroTable micro_table(std::integer_sequence<int, I...>) {
-  return MicroTable{{micro<I / kNv + 1, I % kNv + 1>...}};
+template <int... I, int... J>
+constexpr MicroTable micro_table(std::integer_sequence<int, I...>, std::integer_sequence<int, J...>) {
+  return MicroTable{{micro<I / kNv + 1, I % kNv + 1>...}, {micro<J + 1, 1>...}};
 }
-constexpr MicroTable kMicro = micro_table(std::make_integer_sequence<int, kMr * kNv>());
+constexpr MicroTable kMicro = micro_table(std::make_integer_sequence<int, kMr * kNv>(),
+                                          std::make_integer_sequence<int, kMr1>());
 
 // The first n of 32 bf16 lanes (n may exceed 32).
 inline __mmask32 lanes16(int64_t n) {
@@ -307,14 +336,15 @@ TESSERA_BF16_TARGET void product_tile(const Product& p, int64_t r0, int64_t r1, 
     blk.relu = p.relu;
     blk.first = s.p0 == 0;
     blk.last = s.p0 + s.kc == p.k;
-    for (int64_t i0 = r0; i0 < r1; i0 += kMr) {
+    const int64_t mr = s.nv == 1 ? kMr1 : kMr;
+    for (int64_t i0 = r0; i0 < r1; i0 += mr) {
       const int64_t at = i0 * p.ldc + s.j0;
       blk.c = p.c + at;
       blk.bias = p.bias == nullptr ? nullptr : p.bias + s.j0;
       blk.relu_x = p.relu_x == nullptr ? nullptr : p.relu_x + at;
       blk.c16 = p.c16 == nullptr || p.c16t != nullptr ? nullptr : p.c16 + at;
-      kMicro(std::min<int64_t>(kMr, r1 - i0), s.nv)(p.a + i0 * p.lda + s.p0, p.lda, s.kc / 2,
-                                                    (s.kc & 1) != 0, panel, blk);
+      kMicro(std::min(mr, r1 - i0), s.nv)(p.a + i0 * p.lda + s.p0, p.lda, s.kc / 2,
+                                          (s.kc & 1) != 0, panel, blk);
     }
     // The transposed copy reads the plain one: both from the strip while it is in cache.
     if (blk.last && p.c16 != nullptr && p.c16t != nullptr) {
