@@ -47,11 +47,13 @@ struct Shape {
   int64_t n, in, out;
 };
 
-// n = 1, 7, 129, 256 (129: 21 full 6-row blocks and 3 rows; 7 and 129 are odd dW depths);
-// in, out = 10, 33 (one partial 16-column vector), 784, 1024 (several column tiles, several
-// depth blocks); 1025 x 513: odd depths over several depth blocks for the forward and dX.
-const Shape kShapes[] = {{1, 10, 33},     {7, 33, 10},    {7, 1025, 513}, {129, 33, 784},
-                         {129, 784, 1024}, {256, 1024, 33}, {256, 1024, 10}};
+// n = 1, 7, 129, 250, 256 (129: 21 full 6-row blocks and 3 rows; 7 and 129 are odd dW
+// depths); in, out = 10 (one-vector panels, in 16-row blocks), 33 (a partial 16-column vector),
+// 784, 1024 (several column tiles, several depth blocks); 1025 x 513: odd depths over several
+// depth blocks for the forward and dX.
+const Shape kShapes[] = {{1, 10, 33},      {7, 33, 10},     {7, 1025, 513},
+                         {129, 33, 784},   {129, 784, 1024}, {256, 1024, 33},
+                         {256, 1024, 10},  {250, 784, 10}};
 
 // Which optional inputs and outputs a run passes (nullptr otherwise).
 struct Options {
