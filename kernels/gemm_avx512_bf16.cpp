@@ -42,14 +42,14 @@ constexpr int64_t kKc = 256;
 struct Block {
   float* c;
   int64_t ld;
-  const float* bias;    // first depth block: the accumulators start at bias[column]
+  const float* bias;    // first depth block: added to its sums, per column
   const float* relu_x;  // last: c = 0 where relu_x (same layout as c) <= 0
   bf16* c16;            // last: bf16(c) (same layout)
   bool first, last, relu;
   __mmask16 tail;  // columns of the last vector
 };
 
-// Eight bf16 = to_bf16 of each float (kernels/bf16.h, bit for bit): round to nearest even, NaN
+// Sixteen bf16 = to_bf16 of each float (kernels/bf16.h, bit for bit): round to nearest even, NaN
 // kept quiet. VCVTNEPS2BF16 would flush denormals to zero, so the rounding is spelt out.
 TESSERA_BF16_TARGET inline __m256i to_bf16_vec(__m512 f) {
   const __m512i u = _mm512_castps_si512(f);
@@ -316,8 +316,8 @@ class TilePanels {
   PanelStep first_{};
 };
 
-// Rows [r0, r1) x columns [c0, c1) of p.c: per panel, B is packed once and every 6-row block
-// of the tile runs over it. (Packing the next panel in slices between the blocks, to overlap
+// Rows [r0, r1) x columns [c0, c1) of p.c: per panel, B is packed once and every row block of
+// the tile runs over it. (Packing the next panel in slices between the blocks, to overlap
 // its loads with the products, measured slower: the two panels do not fit L1 together; software
 // prefetches of its source, or packing four panels per pass over the source rows, no faster.)
 TESSERA_BF16_TARGET void product_tile(const Product& p, int64_t r0, int64_t r1, int64_t c0,
