@@ -228,8 +228,8 @@ void mlp_shapes(benchmark::internal::Benchmark* b, bool backward) {
 BENCHMARK(BM_DenseForward)->Apply([](benchmark::internal::Benchmark* b) { mlp_shapes(b, false); });
 BENCHMARK(BM_DenseBackward)->Apply([](benchmark::internal::Benchmark* b) { mlp_shapes(b, true); });
 
-// The bf16 engines compared: oneDNN's matmul (dense.h's dense_*_bf16) or tessera's own
-// AVX512_BF16 kernels (gemm_engines.h's avx512_dense_*_bf16).
+// The bf16 engines compared: oneDNN's matmul (gemm_engines.h's onednn_dense_*_bf16) or
+// tessera's own AVX512_BF16 kernels (avx512_dense_*_bf16).
 constexpr int64_t kBf16OneDnn = 0, kBf16Avx512 = 1;
 
 // A layer for the bf16 products, as the model runs them: x, w and dy rounded to bf16 in place
@@ -253,7 +253,8 @@ struct Bf16Layer : Layer {
       avx512_dense_forward_bf16(x16.data(), w16.data(), b.data(), y.data(), y16.data(), n, in,
                                 out, relu);
     } else {
-      dense_forward_bf16(x16.data(), w16.data(), b.data(), y.data(), y16.data(), n, in, out, relu);
+      onednn_dense_forward_bf16(x16.data(), w16.data(), b.data(), y.data(), y16.data(), n, in,
+                                out, relu);
     }
   }
   // With the dx epilogue the model uses for a relu hidden layer: mask, bf16 copies for the
@@ -276,7 +277,7 @@ struct Bf16Layer : Layer {
     if (bf16_engine == kBf16Avx512) {
       avx512_dense_backward_bf16(a, n, in, out);
     } else {
-      dense_backward_bf16(a, n, in, out);
+      onednn_dense_backward_bf16(a, n, in, out);
     }
   }
 };
@@ -328,7 +329,7 @@ void BM_DenseBackwardBf16(benchmark::State& state) {
 // rows of a shape side by side, so that both meet the same load on a shared machine.
 void mlp_shapes_bf16(benchmark::internal::Benchmark* b, bool backward) {
   std::vector<int64_t> engines;
-  if (bf16_unsupported_reason() == nullptr) engines.push_back(kBf16OneDnn);
+  if (onednn_bf16_unsupported_reason() == nullptr) engines.push_back(kBf16OneDnn);
   if (avx512_bf16_unsupported_reason() == nullptr) engines.push_back(kBf16Avx512);
   for (int64_t n : {256, 128})
     for (auto [in, out] : {std::pair<int64_t, int64_t>{784, 1024}, {1024, 1024}, {1024, 10}})
@@ -365,7 +366,7 @@ double clock_s(bool thread_cpu) {
 // Args: n, in, out, threads, product (0 forward with fused ReLU, 1 dW and db, 2 dW, db and dX
 // with the relu mask and bf16 copies, as the model runs a hidden layer's backward).
 void BM_Bf16EnginesAlternating(benchmark::State& state) {
-  if (bf16_unsupported_reason() != nullptr || avx512_bf16_unsupported_reason() != nullptr) {
+  if (onednn_bf16_unsupported_reason() != nullptr || avx512_bf16_unsupported_reason() != nullptr) {
     state.SkipWithError("both bf16 engines are needed");
     return;
   }

@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "kernels/parallel.h"
-#include "kernels/simd_transpose.h"
+#include "kernels/transpose.h"
 
 namespace tessera::kernels {
 
@@ -19,7 +19,7 @@ namespace {
 // dst_t (ld, rows) rows [c0, c1) x columns [rb, rb + 16) = dst rows [rb, rb + 16) x columns
 // [c0, c1), transposed through a 16 x 16 block in registers/L1: 32-byte reads and writes
 // instead of 2-byte strided ones (1.6x faster than a plain column loop at 256 x 1024).
-#if defined(__AVX512BW__) && TESSERA_HAVE_SIMD_TRANSPOSE
+#if defined(__AVX512BW__) && TESSERA_HAVE_TRANSPOSE16_EPI32
 // Columns [c, c + 32) of the band: each pair of rows interleaved into 32-bit pairs (vpermt2w),
 // the 16 x 16 pairs transposed in registers, each column's 16 rows written as one 32-byte run.
 // tile_to_bf16 of a 256 x 64 strip in cache (the bf16 engine's dX epilogue) took 1.2x less
@@ -55,7 +55,7 @@ void transpose_band16(const bf16* dst, bf16* dst_t, int64_t rows, int64_t ld, in
                       int64_t c0, int64_t c1) {
   constexpr int64_t kB = 16;
   int64_t c = c0;
-#if defined(__AVX512BW__) && TESSERA_HAVE_SIMD_TRANSPOSE
+#if defined(__AVX512BW__) && TESSERA_HAVE_TRANSPOSE16_EPI32
   for (; c + 32 <= c1; c += 32) transpose_band16x32(dst, dst_t, rows, ld, rb, c);
 #endif
   for (; c + kB <= c1; c += kB) {

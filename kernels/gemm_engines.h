@@ -76,7 +76,7 @@ void onednn_dense_backward_bf16(const DenseBf16Backward& a, int64_t n, int64_t i
 
 // tessera's own bf16 engine (kernels/gemm_avx512_bf16.cpp): AVX512_BF16 microkernels on packed
 // stack panels, the same contracts and fixed tiles as dense_forward_bf16 / dense_backward_bf16
-// in kernels/dense.h (kOneDnnTileRows x kOneDnnTileCols, dW tiles reported as they finish), and
+// in kernels/dense.h (kAvx512TileRows x kAvx512TileCols, dW tiles reported as they finish), and
 // no heap allocation. They throw std::logic_error when avx512_bf16_unsupported_reason() is not
 // nullptr: this CPU or build cannot run them, said in words.
 const char* avx512_bf16_unsupported_reason();
