@@ -168,23 +168,16 @@ const char* gemm_engine_name() { return "eigen"; }
 int64_t dense_tile_rows() { return kTileRows; }
 #endif
 
-// bf16 products: oneDNN's, whichever engine runs the float products.
-const char* bf16_engine_name() { return bf16_unsupported_reason() == nullptr ? "onednn" : "none"; }
-const char* bf16_unsupported_reason() {
-  if (!kFloatEngine) {
-    return "this build's GEMM engine is Eigen (-DTESSERA_GEMM=eigen or -DTESSERA_PORTABLE=ON); the "
-           "bf16 products need the avx512 or onednn engine";
-  }
-  return onednn_bf16_unsupported_reason();
-}
+// bf16 products: tessera's AVX512_BF16 engine in every build, whichever engine runs the float
+// products (oneDNN's bf16 matmul allocates inside every call; kernels/gemm_avx512_bf16.cpp).
+const char* bf16_engine_name() { return bf16_unsupported_reason() == nullptr ? "avx512" : "none"; }
+const char* bf16_unsupported_reason() { return avx512_bf16_unsupported_reason(); }
 void dense_forward_bf16(const bf16* x, const bf16* w, const float* b, float* y, bf16* y16,
                         int64_t n, int64_t in, int64_t out, bool relu) {
-  if (const char* why = bf16_unsupported_reason()) throw std::logic_error(why);
-  onednn_dense_forward_bf16(x, w, b, y, y16, n, in, out, relu);
+  avx512_dense_forward_bf16(x, w, b, y, y16, n, in, out, relu);
 }
 void dense_backward_bf16(const DenseBf16Backward& a, int64_t n, int64_t in, int64_t out) {
-  if (const char* why = bf16_unsupported_reason()) throw std::logic_error(why);
-  onednn_dense_backward_bf16(a, n, in, out);
+  avx512_dense_backward_bf16(a, n, in, out);
 }
 
 // float: the build's engine; double: Eigen (oneDNN has no double matmul).

@@ -43,7 +43,7 @@ void dense_backward_relu(const T* dy, const T* x, const T* w, T* dw, T* db, T* d
 // The engine behind the float products: "avx512", "onednn" or "eigen".
 const char* gemm_engine_name();
 
-// The engine behind the bf16 products ("onednn"), or "none" when bf16_unsupported_reason().
+// The engine behind the bf16 products ("avx512"), or "none" when bf16_unsupported_reason().
 const char* bf16_engine_name();
 
 // Rows of the fixed weight-gradient tiles of the float and bf16 products (the engine's): the
@@ -52,12 +52,12 @@ const char* bf16_engine_name();
 int64_t dense_tile_rows();
 
 // bf16 products, for bf16 training: bf16 operands, float32 accumulation and float32 outputs, on
-// the oneDNN engine only, cut into the same fixed tiles as the float products (so the bits do
-// not depend on the thread count). They throw std::logic_error when bf16_unsupported_reason()
-// is not nullptr.
+// tessera's AVX512_BF16 engine (kernels/gemm_avx512_bf16.cpp) in any x86-64 build, cut into
+// fixed tiles (so the bits do not depend on the thread count), allocating nothing. They throw
+// std::logic_error when bf16_unsupported_reason() is not nullptr.
 
-// nullptr when this build on this CPU runs the bf16 products; otherwise why not, in words: an
-// Eigen build, a CPU without AVX512_BF16, or oneDNN capped below it by ONEDNN_MAX_CPU_ISA.
+// nullptr when this build on this CPU runs the bf16 products; otherwise why not, in words: a
+// CPU without AVX-512 or AVX512_BF16, or a build for another architecture.
 const char* bf16_unsupported_reason();
 
 // x (n, in), w (out, in) bf16, b (out) float or nullptr -> y (n, out) float = x·wᵀ + b, with
@@ -71,8 +71,8 @@ void dense_forward_bf16(const bf16* x, const bf16* w, const float* b, float* y, 
 struct DenseBf16Backward {
   const float* dy = nullptr;   // (n, out): db = Σ_rows dy
   const bf16* dy16 = nullptr;  // (n, out) bf16(dy): dx = dy·w
-  const bf16* dyt16 = nullptr; // (out, n) bf16(dy)ᵀ: dw = dyᵀ·x with a dense left operand (a
-                               // strided one runs 10-15% slower in oneDNN 2.6's bf16 gemm)
+  const bf16* dyt16 = nullptr; // (out, n) bf16(dy)ᵀ: dw = dyᵀ·x with a dense left operand
+                               // (the engine broadcasts adjacent pairs of a row)
   const bf16* x16 = nullptr;   // (n, in)
   const bf16* w16 = nullptr;   // (out, in)
   const float* relu_x = nullptr;  // (n, in) float x when x is a relu output: dx ⊙= [x > 0]

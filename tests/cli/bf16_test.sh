@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # train.precision = "bf16": training learns (the loss falls, ending within 5% of fp32's), model.h5
 # holds float32 weights and is byte-identical for 1 and 2 threads and across runs. Where bf16
-# cannot run (an Eigen build, a CPU without AVX512_BF16, or bf16 on oneDNN capped by
-# ONEDNN_MAX_CPU_ISA) train stops with exit 2 naming the key.
+# cannot run (a CPU without AVX512_BF16; bf16 on oneDNN capped by ONEDNN_MAX_CPU_ISA) train
+# stops with exit 2 naming the key.
 source "$(dirname "$0")/lib.sh"
 
 "$TESSERA" data synth --out train.h5 --rows 4000 --features 40 --classes 5 --seed 11 >/dev/null

@@ -272,7 +272,7 @@ TEST(Config, SetOverridesApplyAndAreValidated) {
 
 // "bf16" parses anywhere (eval of a bf16 run's config runs in float32 on any machine); train's
 // check_precision refuses it, naming the key and the reason, exactly where the kernels cannot
-// run it (the CLI test cli_bf16 forces that case with ONEDNN_MAX_CPU_ISA).
+// run it (a CPU without AVX512_BF16; cli_bf16 checks the refusal there).
 TEST(Config, PrecisionParsesAndTrainChecksBf16) {
   const TrainConfig c = parse(kFull, {"train.precision=bf16"}).config;
   EXPECT_EQ(c.train.precision, Precision::kBf16);
