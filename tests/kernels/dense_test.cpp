@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
+#include <tuple>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -222,6 +224,129 @@ TEST(Dense, Avx512IsOneFmaChainPerOutput) {
             << "dx[" << i << "][" << k << "]";
       }
   }
+}
+
+// The documented arithmetic of the AVX-512 engine (one std::fma chain per output in order, the
+// bias added after; relu keeps NaN; dx's mask zeroes where x <= 0 and keeps NaN masks), as a
+// scalar reference.
+struct FmaChainRef {
+  std::vector<float> y, dw, db, dx;
+  FmaChainRef(const std::vector<float>& x, const std::vector<float>& w, const std::vector<float>& b,
+              const std::vector<float>& dy, int64_t n, int64_t in, int64_t out)
+      : y(n * out), dw(out * in), db(out), dx(n * in) {
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t o = 0; o < out; ++o) {
+        float acc = 0.0f;
+        for (int64_t k = 0; k < in; ++k) acc = std::fma(x[i * in + k], w[o * in + k], acc);
+        acc += b[o];
+        y[i * out + o] = acc < 0.0f ? 0.0f : acc;
+      }
+    for (int64_t o = 0; o < out; ++o) {
+      float sum = 0.0f;
+      for (int64_t i = 0; i < n; ++i) sum += dy[i * out + o];
+      db[o] = sum;
+      for (int64_t k = 0; k < in; ++k) {
+        float acc = 0.0f;
+        for (int64_t i = 0; i < n; ++i) acc = std::fma(dy[i * out + o], x[i * in + k], acc);
+        dw[o * in + k] = acc;
+      }
+    }
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t k = 0; k < in; ++k) {
+        float acc = 0.0f;
+        for (int64_t o = 0; o < out; ++o) acc = std::fma(dy[i * out + o], w[o * in + k], acc);
+        dx[i * in + k] = x[i * in + k] <= 0.0f ? 0.0f : acc;
+      }
+  }
+};
+
+// Same bits, or both NaN.
+bool same_float(float a, float b) {
+  return (std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, sizeof a) == 0;
+}
+
+// An output buffer of `size` floats filled with NaN, followed by a guard of canaries.
+struct Guarded {
+  static constexpr int64_t kGuard = 80;
+  static constexpr float kCanary = 12345.0f;
+  std::vector<float> v;
+  int64_t size;
+  explicit Guarded(int64_t n) : v(n + kGuard, kCanary), size(n) {
+    std::fill(v.begin(), v.begin() + n, std::nanf(""));
+  }
+  float* data() { return v.data(); }
+  bool guard_intact() const {
+    for (int64_t i = size; i < size + kGuard; ++i)
+      if (std::memcmp(&v[i], &kCanary, sizeof kCanary) != 0) return false;
+    return true;
+  }
+};
+
+void expect_avx512_exact(const std::vector<float>& x, const std::vector<float>& w,
+                         const std::vector<float>& b, const std::vector<float>& dy, int64_t n,
+                         int64_t in, int64_t out) {
+  const FmaChainRef want(x, w, b, dy, n, in, out);
+  for (int threads : {1, 2}) {
+    SCOPED_TRACE(testing::Message() << "threads=" << threads);
+    Guarded y(n * out), dw(out * in), db(out), dx(n * in);
+    with_threads(threads, [&] {
+      avx512_dense_forward(x.data(), w.data(), b.data(), y.data(), n, in, out, true);
+      avx512_dense_backward(dy.data(), x.data(), w.data(), dw.data(), db.data(), dx.data(), n, in,
+                            out, true);
+    });
+    for (auto [what, got, ref] : {std::tuple{"y", &y, &want.y}, std::tuple{"dw", &dw, &want.dw},
+                                  std::tuple{"db", &db, &want.db}, std::tuple{"dx", &dx, &want.dx}}) {
+      ASSERT_TRUE(got->guard_intact()) << what << ": written past its end";
+      for (int64_t i = 0; i < got->size; ++i) {
+        ASSERT_TRUE(same_float(got->v[i], (*ref)[i]))
+            << what << "[" << i << "] = " << got->v[i] << ", want " << (*ref)[i];
+      }
+    }
+  }
+}
+
+// Every edge of the AVX-512 engine, bitwise against the FMA-chain reference and with nothing
+// written past the outputs: column edges (widths 1..80 around the 16-lane vectors and the 32-
+// and 64-column panels), every row remainder of the 6- and 12-row blocks, reductions of 0, a
+// depth of exactly 1024 and past it, several staged 512-deep blocks of dW, tile edges.
+TEST(Dense, Avx512EdgeShapesExactAndInBounds) {
+  if (!avx512_available()) GTEST_SKIP() << "no AVX-512 engine in this build";
+  std::vector<Shape> shapes;
+  for (int64_t n : {1, 2, 3, 4, 5, 6, 7, 11, 12, 13})
+    for (int64_t in : {1, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 80})
+      for (int64_t out : {1, 5, 16, 17, 32, 33, 47, 64, 65, 79}) shapes.push_back({n, in, out});
+  for (Shape s : {Shape{0, 5, 7}, Shape{7, 5, 0}, Shape{3, 1024, 20},
+                  Shape{5, 2049, 17}, Shape{1025, 17, 3}, Shape{1537, 3, 40}, Shape{513, 70, 257},
+                  Shape{31, 40, 1025}, Shape{260, 1030, 18}, Shape{9, 513, 520}})
+    shapes.push_back(s);
+  uint64_t seed = 100;
+  for (const Shape& s : shapes) {
+    SCOPED_TRACE(testing::Message() << "n=" << s.n << " in=" << s.in << " out=" << s.out);
+    const auto [n, in, out] = s;
+    expect_avx512_exact(random_vector<float>(n * in, seed), random_vector<float>(out * in, seed + 1),
+                        random_vector<float>(out, seed + 2), random_vector<float>(n * out, seed + 3),
+                        n, in, out);
+    if (HasFatalFailure()) return;
+    seed += 4;
+  }
+}
+
+// NaN and infinities through the epilogues: relu keeps NaN (max(0, NaN) is NaN, as relu_tile),
+// maps -inf to 0 and keeps +inf; dx's mask zeroes where x <= 0 (x = -0 included), keeps where
+// x is NaN or > 0.
+TEST(Dense, Avx512EpiloguesPropagateNanAndInf) {
+  if (!avx512_available()) GTEST_SKIP() << "no AVX-512 engine in this build";
+  const int64_t n = 7, in = 37, out = 70;
+  std::vector<float> x = random_vector<float>(n * in, 7), w = random_vector<float>(out * in, 8),
+                     b = random_vector<float>(out, 9), dy = random_vector<float>(n * out, 10);
+  const float inf = std::numeric_limits<float>::infinity();
+  x[0 * in + 3] = std::nanf("");  // row 0 of y and column 3 of dw are NaN
+  x[1 * in + 36] = -0.0f;         // masked
+  x[2 * in + 20] = inf;           // row 2 of y: ±inf
+  b[5] = -inf;                    // column 5 of y: -inf -> 0 (where not NaN)
+  b[66] = inf;
+  dy[4 * out + 1] = std::nanf("");  // row 4 of dx is NaN where not masked
+  expect_avx512_exact(x, w, b, dy, n, in, out);
 }
 
 TEST(Dense, EigenFloatMatchesReferenceAndThreadCountInvariant) {
