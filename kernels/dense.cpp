@@ -143,6 +143,7 @@ void eigen_dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* 
     if (db != nullptr && c0 == 0) bias_backward_cols(dy, db, n, out, r0, r1);
     if constexpr (std::is_same_v<T, float>) report_dw_tile(dw, db, in, out, r0, r1, c0, c1);
   });
+  bias_backward_without_inputs(dy, db, n, in, out);
   if (dx != nullptr) {
     // dx (n, in) = dy·w.
     for_eigen_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {

@@ -230,6 +230,7 @@ void avx512_dense_backward(const float* dy, const float* x, const float* w, floa
     report_dw_tile(dw, db, in, out, r0, r1, c0, c1);
   };
   for_tiles(out, in, kAvx512TileRows, kAvx512DwTileCols, dw_tile);
+  bias_backward_without_inputs(dy, db, n, in, out);
   if (dx == nullptr) return;
   // dx = dy·w [⊙ (x > 0)]: A = dy rows, B = w rows.
   for_avx512_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {

@@ -116,6 +116,13 @@ void bias_backward_cols(const T* dy, T* db, int64_t n, int64_t out, int64_t c0, 
   }
 }
 
+// db = Σ_rows dy when the layer has no inputs (in == 0): dw then has no tiles, and the dw tiles
+// are where every engine sums db. Called by each engine's backward after its dw tiles.
+template <class T>
+void bias_backward_without_inputs(const T* dy, T* db, int64_t n, int64_t in, int64_t out) {
+  if (in == 0 && db != nullptr) bias_backward_cols(dy, db, n, out, 0, out);
+}
+
 // Tells the tile observer that a weight-gradient tile (rows [r0, r1) x columns [c0, c1) of
 // dw (out, in)) is final, and with the tile at column 0 the bias gradient db[r0, r1).
 inline void report_dw_tile(const float* dw, const float* db, int64_t in, int64_t out, int64_t r0,

@@ -286,6 +286,7 @@ void onednn_weight_grad(const float* dy, const float* x, float* dw, float* db, i
              [&](float* a) { stage_dyt(dy, a, c0 == 0 ? db : nullptr, n, out, r0, r1); });
     report_dw_tile(dw, db, in, out, r0, r1, c0, c1);
   });
+  bias_backward_without_inputs(dy, db, n, in, out);
 }
 
 // dx (n, in) = dy·w [⊙ (x > 0)]: A = dy rows, B = w's columns [c0, c1).

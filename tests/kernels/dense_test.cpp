@@ -315,7 +315,7 @@ TEST(Dense, Avx512EdgeShapesExactAndInBounds) {
   for (int64_t n : {1, 2, 3, 4, 5, 6, 7, 11, 12, 13})
     for (int64_t in : {1, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 80})
       for (int64_t out : {1, 5, 16, 17, 32, 33, 47, 64, 65, 79}) shapes.push_back({n, in, out});
-  for (Shape s : {Shape{0, 5, 7}, Shape{7, 5, 0}, Shape{3, 1024, 20},
+  for (Shape s : {Shape{0, 5, 7}, Shape{6, 0, 5}, Shape{0, 0, 3}, Shape{7, 5, 0}, Shape{3, 1024, 20},
                   Shape{5, 2049, 17}, Shape{1025, 17, 3}, Shape{1537, 3, 40}, Shape{513, 70, 257},
                   Shape{31, 40, 1025}, Shape{260, 1030, 18}, Shape{9, 513, 520}})
     shapes.push_back(s);
@@ -347,6 +347,32 @@ TEST(Dense, Avx512EpiloguesPropagateNanAndInf) {
   b[66] = inf;
   dy[4 * out + 1] = std::nanf("");  // row 4 of dx is NaN where not masked
   expect_avx512_exact(x, w, b, dy, n, in, out);
+}
+
+// A layer with no inputs (in = 0) has no dw tiles, which is where the engines sum db: db must
+// still come out as dy's column sums ("all overwritten"), on every engine.
+TEST(Dense, BackwardWithoutInputsStillWritesBiasGradient) {
+  const int64_t n = 6, in = 0, out = 5;
+  const std::vector<float> dy = random_vector<float>(n * out, 11);
+  std::vector<float> want(out, 0.0f);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t o = 0; o < out; ++o) want[o] += dy[i * out + o];
+  using Backward = void (*)(const float*, const float*, const float*, float*, float*, float*,
+                            int64_t, int64_t, int64_t, bool);
+  std::vector<std::pair<const char*, Backward>> engines = {{"eigen", &eigen_dense_backward<float>}};
+  if (avx512_available()) engines.push_back({"avx512", &avx512_dense_backward});
+  if (onednn_available()) engines.push_back({"onednn", &onednn_dense_backward});
+  for (auto [name, backward] : engines) {
+    for (bool relu : {false, true}) {
+      std::vector<float> db(out, std::nanf(""));
+      backward(dy.data(), nullptr, nullptr, nullptr, db.data(), nullptr, n, in, out, relu);
+      EXPECT_TRUE(bitwise_equal(db, want)) << name << " relu=" << relu;
+    }
+  }
+  std::vector<float> db(out, std::nanf(""));
+  dense_backward(dy.data(), static_cast<const float*>(nullptr), static_cast<const float*>(nullptr),
+                 static_cast<float*>(nullptr), db.data(), static_cast<float*>(nullptr), n, in, out);
+  EXPECT_TRUE(bitwise_equal(db, want)) << "dense_backward";
 }
 
 TEST(Dense, EigenFloatMatchesReferenceAndThreadCountInvariant) {
