@@ -30,10 +30,9 @@
 #include "io/hdf5_source.h"
 #include "tests/io/test_files.h"
 
-namespace {
-std::atomic<bool> g_armed{false};
-std::atomic<int64_t> g_calls{0};
+#include "tests/malloc_count.h"
 
+namespace {
 // The read-ahead thread runs concurrently, off the step's path, and is not counted.
 bool on_io_thread() {
   char name[16] = {};
@@ -42,13 +41,6 @@ bool on_io_thread() {
 }
 }  // namespace
 
-#if !defined(__SANITIZE_ADDRESS__)
-extern "C" void* __libc_malloc(size_t size);
-extern "C" void* malloc(size_t size) {
-  if (g_armed.load(std::memory_order_relaxed) && !on_io_thread()) g_calls.fetch_add(1);
-  return __libc_malloc(size);
-}
-#endif
 
 namespace tessera {
 namespace {
@@ -108,9 +100,9 @@ std::string new_faults(const std::map<std::string, int64_t>& before, const std::
 }
 
 TEST_P(StepAlloc, SteadyStateStepAllocations) {
-#if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP() << "ASan owns malloc";
-#endif
+  if (!TESSERA_COUNT_MALLOC) {
+    GTEST_SKIP() << "malloc is not interposed in this build (a sanitizer owns it, or no glibc)";
+  }
   const Case c = GetParam();
   if (c.precision == Precision::kBf16 && kernels::bf16_unsupported_reason() != nullptr) {
     GTEST_SKIP() << kernels::bf16_unsupported_reason();
@@ -151,13 +143,8 @@ TEST_P(StepAlloc, SteadyStateStepAllocations) {
   // Warm-up: one full epoch (every chunk's address is looked up once, every window seen).
   for (int64_t s = 0; s < per_epoch; ++s) trainer.step(params, 0, s, step++);
 
-  // The hook is live: a plain malloc is counted.
-  g_calls = 0;
-  g_armed = true;
-  void* volatile probe = std::malloc(64);
-  g_armed = false;
-  std::free(probe);
-  ASSERT_EQ(g_calls.load(), 1) << "malloc interposition is not active";
+  malloc_count::expect_live();
+  malloc_count::skip = on_io_thread;
 
   std::vector<int64_t> per_step;
   per_step.reserve(static_cast<size_t>(2 * per_epoch));
@@ -168,11 +155,11 @@ TEST_P(StepAlloc, SteadyStateStepAllocations) {
   const int64_t main_before = main_thread_faults();
   for (int64_t epoch = 1; epoch < 3; ++epoch) {  // crosses epoch boundaries (new permutations)
     for (int64_t s = 0; s < per_epoch; ++s) {
-      g_calls = 0;
-      g_armed = true;
+      malloc_count::calls = 0;
+      malloc_count::armed = true;
       trainer.step(params, epoch, s, step++);
-      g_armed = false;
-      per_step.push_back(g_calls.load());
+      malloc_count::armed = false;
+      per_step.push_back(malloc_count::calls.load());
     }
   }
   const int64_t main_after = main_thread_faults();

@@ -21,31 +21,7 @@
 #include "kernels/gemm_engines.h"
 #include "tests/kernels/kernel_test_util.h"
 
-// Count malloc calls while armed by interposing glibc's malloc (Eigen's aligned_malloc and
-// operator new both end there). ASan already interposes malloc, so the check is off there.
-#if defined(__SANITIZE_ADDRESS__)
-#define TESSERA_COUNT_MALLOC 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer) || \
-    __has_feature(thread_sanitizer)
-#define TESSERA_COUNT_MALLOC 0
-#endif
-#endif
-#if !defined(TESSERA_COUNT_MALLOC) && defined(__GLIBC__)
-#define TESSERA_COUNT_MALLOC 1
-#endif
-
-#if TESSERA_COUNT_MALLOC
-namespace {
-std::atomic<bool> g_malloc_armed{false};
-std::atomic<int64_t> g_malloc_calls{0};
-}  // namespace
-extern "C" void* __libc_malloc(size_t size);
-extern "C" void* malloc(size_t size) {
-  if (g_malloc_armed.load(std::memory_order_relaxed)) g_malloc_calls.fetch_add(1);
-  return __libc_malloc(size);
-}
-#endif
+#include "tests/malloc_count.h"
 
 namespace tessera::kernels {
 namespace {
@@ -629,34 +605,25 @@ TEST(Dense, Bf16Rounding) {
 // malloc calls of one forward + backward (with dense_forward_relu too) after warm-up.
 int64_t count_step_mallocs(const DenseInputs<float>& d, DenseRun<float>& r, bool eigen) {
   const auto [n, in, out] = d.s;
-  g_malloc_calls = 0;
-  g_malloc_armed = true;
+  malloc_count::calls = 0;
+  malloc_count::armed = true;
   d.run_into(r, eigen);
   if (eigen) {
     eigen_dense_forward(d.x.data(), d.w.data(), d.b.data(), r.y.data(), n, in, out, true);
   } else {
     dense_forward_relu(d.x.data(), d.w.data(), d.b.data(), r.y.data(), n, in, out);
   }
-  g_malloc_armed = false;
-  return g_malloc_calls.load();
+  malloc_count::armed = false;
+  return malloc_count::calls.load();
 }
 
-// The hook is live: a plain malloc is counted.
-void expect_hook_live() {
-  g_malloc_calls = 0;
-  g_malloc_armed = true;
-  void* volatile probe = std::malloc(64);
-  g_malloc_armed = false;
-  std::free(probe);
-  ASSERT_EQ(g_malloc_calls.load(), 1) << "malloc interposition is not active";
-}
 
 const Shape kAllocShapes[] = {{256, 784, 1024}, {300, 70, 520}};
 
 // Eigen's own `Map.noalias() = a * b` mallocs its packing panels for products this size; the
 // Eigen engine passes fixed stack panels instead and must stay off the heap.
 TEST(Dense, EigenNeverAllocates) {
-  expect_hook_live();
+  malloc_count::expect_live();
   for (const Shape s : kAllocShapes) {
     const DenseInputs<float> d(s);
     DenseRun<float> r = d.run(true);  // warm oneTBB's arena and task pools
@@ -679,7 +646,7 @@ TEST(Dense, EigenNeverAllocates) {
 // creates once, at warm-up). So for oneDNN the test asserts the count is bounded per tile and
 // the same every step: nothing grows, no new primitive or buffer is created after warm-up.
 TEST(Dense, StepAllocationsBoundedAndConstant) {
-  expect_hook_live();
+  malloc_count::expect_live();
   const bool onednn = std::string(gemm_engine_name()) == "onednn";
   for (const Shape s : kAllocShapes) {
     const DenseInputs<float> d(s);

@@ -16,25 +16,7 @@
 #include "kernels/tile_observer.h"
 #include "tests/kernels/kernel_test_util.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TESSERA_COUNT_MALLOC 0
-#elif defined(__GLIBC__)
-#define TESSERA_COUNT_MALLOC 1
-#else
-#define TESSERA_COUNT_MALLOC 0
-#endif
-
-#if TESSERA_COUNT_MALLOC
-namespace {
-std::atomic<bool> g_armed{false};
-std::atomic<int64_t> g_calls{0};
-}  // namespace
-extern "C" void* __libc_malloc(size_t size);
-extern "C" void* malloc(size_t size) {
-  if (g_armed.load(std::memory_order_relaxed)) g_calls.fetch_add(1);
-  return __libc_malloc(size);
-}
-#endif
+#include "tests/malloc_count.h"
 
 namespace tessera::kernels {
 namespace {
@@ -304,20 +286,15 @@ TEST(GemmAvx512Bf16, ReportsFinalWeightGradientTiles) {
 // on 1 and 2 threads (the packed panels are on the stack).
 TEST(GemmAvx512Bf16, NeverAllocates) {
   if (const char* why = avx512_bf16_unsupported_reason()) GTEST_SKIP() << why;
-  g_calls = 0;
-  g_armed = true;
-  void* volatile probe = std::malloc(64);
-  g_armed = false;
-  std::free(probe);
-  ASSERT_EQ(g_calls.load(), 1) << "malloc interposition is not active";
+  malloc_count::expect_live();
   const Operands d({256, 784, 1024});
   Outputs r = run(d, kAll, 2);
   for (int threads : {1, 2}) {
     with_threads(threads, [&] {
       for (int step = 0; step < 3; ++step) {
         const bool armed = step > 0;  // the first call warms this thread count's arena
-        g_calls = 0;
-        g_armed = armed;
+        malloc_count::calls = 0;
+        malloc_count::armed = armed;
         avx512_dense_forward_bf16(d.x16.data(), d.w16.data(), d.b.data(), r.y.data(),
                                   r.y16.data(), 256, 784, 1024, true);
         DenseBf16Backward a;
@@ -326,9 +303,9 @@ TEST(GemmAvx512Bf16, NeverAllocates) {
         a.dw = r.dw.data(), a.db = r.db.data(), a.dx = r.dx.data();
         a.dx16 = r.dx16.data(), a.dxt16 = r.dxt16.data();
         avx512_dense_backward_bf16(a, 256, 784, 1024);
-        g_armed = false;
+        malloc_count::armed = false;
         if (armed) {
-          EXPECT_EQ(g_calls.load(), 0) << "threads=" << threads << " step " << step;
+          EXPECT_EQ(malloc_count::calls.load(), 0) << "threads=" << threads << " step " << step;
         }
       }
     });
