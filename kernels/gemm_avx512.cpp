@@ -20,12 +20,13 @@
 namespace tessera::kernels {
 namespace {
 
-constexpr int kNr = 64;             // columns of the widest register block and packed panel
+constexpr int kNr = 64;             // columns of the widest register block and of a panel
 constexpr int64_t kKc = 1024;       // depth of a packed panel: 256 KiB, stays in L2 across rows
 
 // What happens to the accumulators around a depth block: the first starts from 0,
-// the last adds the bias and applies relu or dx's mask. `mask` has the output's layout (leading
-// dim ldc): outputs where mask <= 0 become 0 (relu_backward_tile's rule; a NaN mask keeps them).
+// the last adds the bias and applies relu or dx's mask. `bias` and `mask` point at the block's
+// first column (and `mask` at its first row); `mask` has the output's layout (leading dim ldc):
+// outputs where mask <= 0 become 0 (relu_backward_tile's rule; a NaN mask keeps them).
 struct Epilogue {
   const float* bias = nullptr;
   bool relu = false;
@@ -37,12 +38,11 @@ inline __mmask16 lane_mask(int cols, int v) {
   return c >= 16 ? __mmask16(0xffff) : c <= 0 ? __mmask16(0) : __mmask16((1u << c) - 1);
 }
 
-// c (M x cols, leading dim ldc) = [c or 0] + A (M x kc) · panel (kc x 16·NV, row stride 16·PV),
+// c (M x cols, leading dim ldc) = [c or 0] + A (M x kc) · panel (kc x 16·NV, row stride kNr),
 // then the epilogue if `last`. A(i, p) is a[i * lda + p]. cols <= 16·NV.
-template <int M, int NV, int PV>
+template <int M, int NV>
 void microkernel(int64_t kc, const float* a, int64_t lda, const float* panel, float* c,
-                 int64_t ldc, int cols, bool first, bool last, const Epilogue& e,
-                 const float* mask) {
+                 int64_t ldc, int cols, bool first, bool last, const Epilogue& e) {
   __mmask16 mk[NV];
   for (int v = 0; v < NV; ++v) mk[v] = lane_mask(cols, v);
   __m512 acc[M][NV];
@@ -52,7 +52,7 @@ void microkernel(int64_t kc, const float* a, int64_t lda, const float* panel, fl
     }
   }
   for (int64_t p = 0; p < kc; ++p) {
-    const float* bp = panel + p * 16 * PV;
+    const float* bp = panel + p * kNr;
     __m512 bv[NV];
     for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_ps(bp + 16 * v);
     for (int i = 0; i < M; ++i) {
@@ -70,8 +70,8 @@ void microkernel(int64_t kc, const float* a, int64_t lda, const float* panel, fl
       __m512 r = acc[i][v];
       if (last && e.bias != nullptr) r = _mm512_add_ps(r, bias[v]);
       if (last && e.relu) r = _mm512_max_ps(zero, r);  // max(0, NaN) is NaN, as relu_tile
-      if (last && mask != nullptr) {
-        const __m512 x = _mm512_maskz_loadu_ps(mk[v], mask + i * ldc + 16 * v);
+      if (last && e.mask != nullptr) {
+        const __m512 x = _mm512_maskz_loadu_ps(mk[v], e.mask + i * ldc + 16 * v);
         r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, zero, _CMP_NLE_UQ), r);
       }
       _mm512_mask_storeu_ps(c + i * ldc + 16 * v, mk[v], r);
@@ -79,104 +79,103 @@ void microkernel(int64_t kc, const float* a, int64_t lda, const float* panel, fl
   }
 }
 
-// Rows of the register block: 6 x 4 zmm = 24 accumulators on a full-width panel.
-// Rows of the register block for a width of NV zmm: 24 accumulators where the width allows.
+// Rows of the register block for a width of NV zmm: 24 accumulators on a full-width panel,
+// 12 or fewer on the narrow last panel of an output.
 template <int NV>
-constexpr int kRowsFor = NV == 4 ? 6 : NV == 3 ? 8 : 12;
+constexpr int kRowsFor = NV == 4 ? 6 : 12;
 
-// The m x cols block at c through the microkernel of width NV on panels PV zmm wide,
-// kRowsFor<NV> rows at a time.
-template <int NV, int PV>
+// The m x cols block at c through the microkernel of width NV, kRowsFor<NV> rows at a time.
+template <int NV>
 void run_rows(int64_t m, int64_t kc, const float* a, int64_t lda, const float* panel, float* c,
-              int64_t ldc, int cols, bool first, bool last, const Epilogue& e,
-              const float* mask) {
+              int64_t ldc, int cols, bool first, bool last, const Epilogue& e) {
   constexpr int kM = kRowsFor<NV>;
+  // The epilogue of the rows from i0 on.
+  const auto rows_from = [&](int64_t i0) {
+    Epilogue ei = e;
+    if (ei.mask != nullptr) ei.mask += i0 * ldc;
+    return ei;
+  };
   int64_t i0 = 0;
   for (; i0 + kM <= m; i0 += kM) {
-    microkernel<kM, NV, PV>(kc, a + i0 * lda, lda, panel, c + i0 * ldc, ldc, cols, first, last,
-                            e, mask == nullptr ? nullptr : mask + i0 * ldc);
+    microkernel<kM, NV>(kc, a + i0 * lda, lda, panel, c + i0 * ldc, ldc, cols, first, last,
+                        rows_from(i0));
   }
   if (i0 == m) return;
   // The last rows in one block of their own height (a 256-row tile leaves 4).
   const float* ai = a + i0 * lda;
   float* ci = c + i0 * ldc;
-  const float* mi = mask == nullptr ? nullptr : mask + i0 * ldc;
+  const Epilogue ei = rows_from(i0);
   switch (m - i0) {
-    case 1: microkernel<1, NV, PV>(kc, ai, lda, panel, ci, ldc, cols, first, last, e, mi); break;
-    case 2: microkernel<2, NV, PV>(kc, ai, lda, panel, ci, ldc, cols, first, last, e, mi); break;
-    case 3: microkernel<3, NV, PV>(kc, ai, lda, panel, ci, ldc, cols, first, last, e, mi); break;
-    case 4: microkernel<4, NV, PV>(kc, ai, lda, panel, ci, ldc, cols, first, last, e, mi); break;
-    case 5: microkernel<5, NV, PV>(kc, ai, lda, panel, ci, ldc, cols, first, last, e, mi); break;
+    case 1: microkernel<1, NV>(kc, ai, lda, panel, ci, ldc, cols, first, last, ei); break;
+    case 2: microkernel<2, NV>(kc, ai, lda, panel, ci, ldc, cols, first, last, ei); break;
+    case 3: microkernel<3, NV>(kc, ai, lda, panel, ci, ldc, cols, first, last, ei); break;
+    case 4: microkernel<4, NV>(kc, ai, lda, panel, ci, ldc, cols, first, last, ei); break;
+    case 5: microkernel<5, NV>(kc, ai, lda, panel, ci, ldc, cols, first, last, ei); break;
     default:
       for (; i0 < m; ++i0) {
-        microkernel<1, NV, PV>(kc, a + i0 * lda, lda, panel, c + i0 * ldc, ldc, cols, first,
-                               last, e, mask == nullptr ? nullptr : mask + i0 * ldc);
+        microkernel<1, NV>(kc, a + i0 * lda, lda, panel, c + i0 * ldc, ldc, cols, first, last,
+                           rows_from(i0));
       }
   }
 }
 
-// panel (kc x 16·PV) = B(p, j) = b[p * ldb + j], p < kc, j < cols; columns from cols on are 0.
-template <int PV>
+// panel (kc x kNr) = B(p, j) = b[p * ldb + j], p < kc, j < cols; columns from cols on are 0.
 void pack_rows(const float* b, int64_t ldb, int64_t kc, int cols, float* panel) {
-  __mmask16 mk[PV];
-  for (int v = 0; v < PV; ++v) mk[v] = lane_mask(cols, v);
+  __mmask16 mk[kNr / 16];
+  for (int v = 0; v < kNr / 16; ++v) mk[v] = lane_mask(cols, v);
   for (int64_t p = 0; p < kc; ++p) {
-    for (int v = 0; v < PV; ++v) {
-      _mm512_store_ps(panel + (p * PV + v) * 16, _mm512_maskz_loadu_ps(mk[v], b + p * ldb + 16 * v));
+    for (int v = 0; v < kNr / 16; ++v) {
+      _mm512_store_ps(panel + p * kNr + 16 * v, _mm512_maskz_loadu_ps(mk[v], b + p * ldb + 16 * v));
     }
   }
 }
 
-// panel (kc x width) = B(p, j) = bt[j * ldb + p] (B stored transposed: the forward's wᵀ), in
+// panel (kc x kNr) = B(p, j) = bt[j * ldb + p] (B stored transposed: the forward's wᵀ), in
 // 16 x 16 register transposes; columns from cols on are 0.
-void pack_transposed(const float* bt, int64_t ldb, int64_t kc, int cols, int width,
-                     float* panel) {
+void pack_transposed(const float* bt, int64_t ldb, int64_t kc, int cols, float* panel) {
   int j = 0;
   for (; j + 16 <= cols; j += 16) {
     int64_t p = 0;
-    for (; p + 16 <= kc; p += 16) transpose16(bt + j * ldb + p, ldb, panel + p * width + j, width);
+    for (; p + 16 <= kc; p += 16) transpose16(bt + j * ldb + p, ldb, panel + p * kNr + j, kNr);
     for (; p < kc; ++p) {
-      for (int jj = j; jj < j + 16; ++jj) panel[p * width + jj] = bt[jj * ldb + p];
+      for (int jj = j; jj < j + 16; ++jj) panel[p * kNr + jj] = bt[jj * ldb + p];
     }
   }
   for (int64_t p = 0; p < kc; ++p) {
-    for (int jj = j; jj < width; ++jj) panel[p * width + jj] = jj < cols ? bt[jj * ldb + p] : 0.0f;
+    for (int jj = j; jj < kNr; ++jj) panel[p * kNr + jj] = jj < cols ? bt[jj * ldb + p] : 0.0f;
   }
 }
 
-// c (m x n, leading dim ldc) = A (m x k) · B (k x n) with the epilogue, on the calling thread.
-// A(i, p) = a[i * lda + p]; B(p, j) = b[p * ldb + j], or b[j * ldb + p] when b_transposed. Depth
-// blocks outermost, then panels of B 16·PV columns wide, each packed once and run against every
-// row of A.
-template <int PV>
+// c (m x n, leading dim ldc) = A (m x k) · B (k x n) with the epilogue, on the calling thread,
+// added to c when `accumulate`. A(i, p) = a[i * lda + p]; B(p, j) = b[p * ldb + j], or
+// b[j * ldb + p] when b_transposed. Depth blocks outermost, then 64-column panels of B, each
+// packed once and run against every row of A.
 void gemm_tile(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
                int64_t ldb, bool b_transposed, float* c, int64_t ldc, const Epilogue& e,
                bool accumulate = false) {
-  constexpr int kWidth = 16 * PV;
-  static_assert(PV == 4 || PV == 2, "panels are 64 or 32 columns wide");
-  alignas(64) float panel[kKc * kWidth];
-  // k == 0 still runs one empty block: the output is then the bias (or 0).
+  alignas(64) float panel[kKc * kNr];
+  // k == 0 still runs one empty block: the output is then the bias (or 0, or c unchanged).
   for (int64_t p0 = 0; p0 == 0 || p0 < k; p0 += kKc) {
     const int64_t kc = std::min(kKc, k - p0);
     const bool first = p0 == 0 && !accumulate, last = p0 + kKc >= k;
     const float* ap = a + p0;
-    for (int64_t j0 = 0; j0 < n; j0 += kWidth) {
-      const int cols = static_cast<int>(std::min<int64_t>(kWidth, n - j0));
+    for (int64_t j0 = 0; j0 < n; j0 += kNr) {
+      const int cols = static_cast<int>(std::min<int64_t>(kNr, n - j0));
       if (b_transposed) {
-        pack_transposed(b + j0 * ldb + p0, ldb, kc, cols, kWidth, panel);
+        pack_transposed(b + j0 * ldb + p0, ldb, kc, cols, panel);
       } else {
-        pack_rows<PV>(b + p0 * ldb + j0, ldb, kc, cols, panel);
+        pack_rows(b + p0 * ldb + j0, ldb, kc, cols, panel);
       }
       Epilogue ej = e;
       if (ej.bias != nullptr) ej.bias += j0;
+      if (ej.mask != nullptr) ej.mask += j0;
       float* cp = c + j0;
-      const float* mask = e.mask == nullptr ? nullptr : e.mask + j0;
-      if (PV == 4 && cols > 32) {
-        run_rows<PV, PV>(m, kc, ap, lda, panel, cp, ldc, cols, first, last, ej, mask);
+      if (cols > 32) {
+        run_rows<4>(m, kc, ap, lda, panel, cp, ldc, cols, first, last, ej);
       } else if (cols > 16) {
-        run_rows<2, PV>(m, kc, ap, lda, panel, cp, ldc, cols, first, last, ej, mask);
+        run_rows<2>(m, kc, ap, lda, panel, cp, ldc, cols, first, last, ej);
       } else {
-        run_rows<1, PV>(m, kc, ap, lda, panel, cp, ldc, cols, first, last, ej, mask);
+        run_rows<1>(m, kc, ap, lda, panel, cp, ldc, cols, first, last, ej);
       }
     }
   }
@@ -184,10 +183,6 @@ void gemm_tile(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, con
 
 // Depth blocks of the weight gradient's staged dyᵀ: 256 x 512 floats, 512 KiB of stack.
 constexpr int64_t kDwDepth = 512;
-
-void zero_rows(float* c, int64_t ld, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-  for (int64_t r = r0; r < r1; ++r) std::fill(c + r * ld + c0, c + r * ld + c1, 0.0f);
-}
 
 template <class Tile>
 void for_avx512_tiles(int64_t m, int64_t n, const Tile& tile) {
@@ -203,8 +198,8 @@ void avx512_dense_forward(const float* x, const float* w, const float* b, float*
                           int64_t in, int64_t out, bool relu) {
   for_avx512_tiles(n, out, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     const Epilogue e{b == nullptr ? nullptr : b + c0, relu, nullptr};
-    gemm_tile<4>(r1 - r0, c1 - c0, in, x + r0 * in, in, w + c0 * in, in, true, y + r0 * out + c0,
-                 out, e);
+    gemm_tile(r1 - r0, c1 - c0, in, x + r0 * in, in, w + c0 * in, in, true, y + r0 * out + c0, out,
+              e);
   });
 }
 
@@ -220,13 +215,13 @@ void avx512_dense_backward(const float* dy, const float* x, const float* w, floa
     // The tile at column 0 sums the bias gradient in the staging pass, rows in order.
     float* dbt = db != nullptr && c0 == 0 ? db + r0 : nullptr;
     if (dbt != nullptr) std::fill(dbt, dbt + (r1 - r0), 0.0f);
-    for (int64_t p0 = 0; p0 < n; p0 += kDwDepth) {
+    // n == 0 runs one empty block, as gemm_tile does: dw is then 0.
+    for (int64_t p0 = 0; p0 == 0 || p0 < n; p0 += kDwDepth) {
       const int64_t kc = std::min(kDwDepth, n - p0);
       transpose_block(dy + p0 * out + r0, out, kc, r1 - r0, dyt, kc, dbt);
-      gemm_tile<4>(r1 - r0, c1 - c0, kc, dyt, kc, x + p0 * in + c0, in, false, dw + r0 * in + c0,
-                   in, Epilogue{}, p0 > 0);
+      gemm_tile(r1 - r0, c1 - c0, kc, dyt, kc, x + p0 * in + c0, in, false, dw + r0 * in + c0, in,
+                Epilogue{}, p0 > 0);
     }
-    if (n == 0) zero_rows(dw, in, r0, r1, c0, c1);
     report_dw_tile(dw, db, in, out, r0, r1, c0, c1);
   };
   for_tiles(out, in, kAvx512TileRows, kAvx512DwTileCols, dw_tile);
@@ -235,8 +230,8 @@ void avx512_dense_backward(const float* dy, const float* x, const float* w, floa
   // dx = dy·w [⊙ (x > 0)]: A = dy rows, B = w rows.
   for_avx512_tiles(n, in, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     const Epilogue e{nullptr, false, relu_dx ? x + r0 * in + c0 : nullptr};
-    gemm_tile<4>(r1 - r0, c1 - c0, out, dy + r0 * out, out, w + c0, in, false, dx + r0 * in + c0,
-                 in, e);
+    gemm_tile(r1 - r0, c1 - c0, out, dy + r0 * out, out, w + c0, in, false, dx + r0 * in + c0, in,
+              e);
   });
 }
 
