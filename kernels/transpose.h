@@ -1,7 +1,7 @@
-// 16 x 16 transposes in AVX-512 registers, shared by the GEMM engines' packing and staging and
-// the transposed bf16 copies: of floats (for builds that target AVX-512F), and of 32-bit elements
-// (compiled for AVX-512 by its target attribute whatever the build's baseline, for the bf16
-// engine, which checks the CPU at run time).
+// The 16 x 16 transpose in AVX-512 registers shared by the GEMM engines' packing and staging and
+// the transposed bf16 copies: one network on 32-bit elements (compiled for AVX-512 by its target
+// attribute whatever the build's baseline, for the bf16 engine, which checks the CPU at run
+// time), and float blocks in memory through it (for builds that target AVX-512F).
 #pragma once
 
 #include <cstdint>
@@ -12,30 +12,34 @@
 
 namespace tessera::kernels {
 
-// r[j] = column j of the 16 x 16 matrix of 32-bit elements whose row i is r[i] (in place).
+// r[j] = column j of the 16 x 16 matrix of 32-bit elements whose row i is r[i] (in place). The
+// all-ones masked forms of the shuffles are used because GCC 12 reports its plain forms'
+// undefined pass-through operand as uninitialized (an error at -O2 under -Werror).
 __attribute__((target("avx512f"))) inline void transpose16_epi32(__m512i r[16]) {
+  constexpr __mmask16 kAll = 0xffff;
+  constexpr __mmask8 kAll8 = 0xff;
   __m512i t[16];
   for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    t[i] = _mm512_mask_unpacklo_epi32(r[i], kAll, r[i], r[i + 1]);
+    t[i + 1] = _mm512_mask_unpackhi_epi32(r[i], kAll, r[i], r[i + 1]);
   }
   for (int i = 0; i < 16; i += 4) {
     for (int j = 0; j < 2; ++j) {
-      r[i + 2 * j] = _mm512_unpacklo_epi64(t[i + j], t[i + j + 2]);
-      r[i + 2 * j + 1] = _mm512_unpackhi_epi64(t[i + j], t[i + j + 2]);
+      r[i + 2 * j] = _mm512_mask_unpacklo_epi64(t[i + j], kAll8, t[i + j], t[i + j + 2]);
+      r[i + 2 * j + 1] = _mm512_mask_unpackhi_epi64(t[i + j], kAll8, t[i + j], t[i + j + 2]);
     }
   }
   // r[4q + c] now holds, in 128-bit lane l, rows 4q..4q+3 of column 4l + c.
   for (int q = 0; q < 4; q += 2) {
     for (int c = 0; c < 4; ++c) {
       const __m512i lo = r[4 * q + c], hi = r[4 * q + 4 + c];
-      t[4 * q + c] = _mm512_shuffle_i32x4(lo, hi, 0x88);
-      t[4 * q + 4 + c] = _mm512_shuffle_i32x4(lo, hi, 0xdd);
+      t[4 * q + c] = _mm512_mask_shuffle_i32x4(lo, kAll, lo, hi, 0x88);
+      t[4 * q + 4 + c] = _mm512_mask_shuffle_i32x4(lo, kAll, lo, hi, 0xdd);
     }
   }
   for (int c = 0; c < 8; ++c) {
-    r[c] = _mm512_shuffle_i32x4(t[c], t[8 + c], 0x88);
-    r[c + 8] = _mm512_shuffle_i32x4(t[c], t[8 + c], 0xdd);
+    r[c] = _mm512_mask_shuffle_i32x4(t[c], kAll, t[c], t[8 + c], 0x88);
+    r[c + 8] = _mm512_mask_shuffle_i32x4(t[c], kAll, t[c], t[8 + c], 0xdd);
   }
 }
 
@@ -49,44 +53,20 @@ __attribute__((target("avx512f"))) inline void transpose16_epi32(__m512i r[16]) 
 
 namespace tessera::kernels {
 
-// d (16 x 16, leading dim ldd) = s (16 x 16, leading dim lds) transposed, in registers; and
-// colsum[0, 16) += s's rows, added in row order, unless colsum is nullptr. The all-ones masked
-// forms of the shuffles are used because GCC 12 reports its plain forms' undefined pass-through
-// operand as uninitialized.
+// d (16 x 16, leading dim ldd) = s (16 x 16, leading dim lds) transposed, in registers
+// (transpose16_epi32's network: a transpose moves bits, whatever the type); and colsum[0, 16)
+// += s's rows, added in row order, unless colsum is nullptr.
 inline void transpose16(const float* s, int64_t lds, float* d, int64_t ldd,
                         float* colsum = nullptr) {
-  constexpr __mmask16 kAll = 0xffff;
-  __m512 r[16], t[16];
-  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(s + i * lds);
+  __m512i r[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_castps_si512(_mm512_loadu_ps(s + i * lds));
   if (colsum != nullptr) {
     __m512 sum = _mm512_loadu_ps(colsum);
-    for (int i = 0; i < 16; ++i) sum = _mm512_add_ps(sum, r[i]);
+    for (int i = 0; i < 16; ++i) sum = _mm512_add_ps(sum, _mm512_castsi512_ps(r[i]));
     _mm512_storeu_ps(colsum, sum);
   }
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_mask_unpacklo_ps(r[i], kAll, r[i], r[i + 1]);
-    t[i + 1] = _mm512_mask_unpackhi_ps(r[i], kAll, r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {
-    for (int j = 0; j < 2; ++j) {
-      const __m512d x = _mm512_castps_pd(t[i + j]), y = _mm512_castps_pd(t[i + j + 2]);
-      r[i + 2 * j] = _mm512_castpd_ps(_mm512_mask_unpacklo_pd(x, 0xff, x, y));
-      r[i + 2 * j + 1] = _mm512_castpd_ps(_mm512_mask_unpackhi_pd(x, 0xff, x, y));
-    }
-  }
-  // r[4q + c] now holds, in 128-bit lane l, rows 4q..4q+3 of column 4l + c.
-  for (int q = 0; q < 4; q += 2) {
-    for (int c = 0; c < 4; ++c) {
-      const __m512 lo = r[4 * q + c], hi = r[4 * q + 4 + c];
-      t[4 * q + c] = _mm512_mask_shuffle_f32x4(lo, kAll, lo, hi, 0x88);
-      t[4 * q + 4 + c] = _mm512_mask_shuffle_f32x4(lo, kAll, lo, hi, 0xdd);
-    }
-  }
-  for (int c = 0; c < 8; ++c) {
-    _mm512_storeu_ps(d + c * ldd, _mm512_mask_shuffle_f32x4(t[c], kAll, t[c], t[8 + c], 0x88));
-    _mm512_storeu_ps(d + (c + 8) * ldd,
-                     _mm512_mask_shuffle_f32x4(t[c], kAll, t[c], t[8 + c], 0xdd));
-  }
+  transpose16_epi32(r);
+  for (int c = 0; c < 16; ++c) _mm512_storeu_ps(d + c * ldd, _mm512_castsi512_ps(r[c]));
 }
 
 // dst (cols x rows, leading dim ldd) = src (rows x cols, leading dim lds) transposed, in 16 x 16
