@@ -20,22 +20,6 @@
 
 #include "kernels/gemm_engines.h"
 
-// The build's engine for the float products (CMakeLists.txt sets one of these).
-#if defined(TESSERA_GEMM_ENGINE_AVX512)
-#define TESSERA_ENGINE_FORWARD avx512_dense_forward
-#define TESSERA_ENGINE_BACKWARD avx512_dense_backward
-#elif defined(TESSERA_GEMM_ENGINE_ONEDNN)
-#define TESSERA_ENGINE_FORWARD onednn_dense_forward
-#define TESSERA_ENGINE_BACKWARD onednn_dense_backward
-#endif
-#ifdef TESSERA_ENGINE_FORWARD
-constexpr bool kFloatEngine = true;
-#else
-constexpr bool kFloatEngine = false;
-#define TESSERA_ENGINE_FORWARD eigen_dense_forward<float>
-#define TESSERA_ENGINE_BACKWARD eigen_dense_backward<float>
-#endif
-
 // gemm_tile calls Eigen's internal GEMM entry point, whose signature is 3.4's.
 static_assert(EIGEN_VERSION_AT_LEAST(3, 4, 0) && !EIGEN_VERSION_AT_LEAST(3, 4, 90),
               "kernels/dense.cpp drives Eigen 3.4's internal GEMM; re-check gemm_tile");
@@ -162,18 +146,23 @@ void eigen_dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* 
   }
 }
 
+// The build's engine for the float products (CMakeLists.txt defines at most one
+// TESSERA_GEMM_ENGINE_*; none: Eigen).
 #if defined(TESSERA_GEMM_ENGINE_AVX512)
 const char* gemm_engine_name() { return "avx512"; }
-// The float dW tiles and oneDNN's bf16 dW blocks have the same height, so one figure serves both.
-static_assert(kAvx512TileRows == kOneDnnTileRows, "float and bf16 dw tiles differ in height");
 int64_t dense_tile_rows() { return kAvx512TileRows; }
+constexpr auto* float_forward = &avx512_dense_forward;
+constexpr auto* float_backward = &avx512_dense_backward;
 #elif defined(TESSERA_GEMM_ENGINE_ONEDNN)
 const char* gemm_engine_name() { return "onednn"; }
-static_assert(kOneDnnDwTileRows == kOneDnnTileRows, "float and bf16 dw tiles differ in height");
 int64_t dense_tile_rows() { return kOneDnnDwTileRows; }
+constexpr auto* float_forward = &onednn_dense_forward;
+constexpr auto* float_backward = &onednn_dense_backward;
 #else
 const char* gemm_engine_name() { return "eigen"; }
 int64_t dense_tile_rows() { return kTileRows; }
+constexpr auto* float_forward = &eigen_dense_forward<float>;
+constexpr auto* float_backward = &eigen_dense_backward<float>;
 #endif
 
 // bf16 products: tessera's AVX512_BF16 engine in every build, whichever engine runs the float
@@ -191,8 +180,8 @@ void dense_backward_bf16(const DenseBf16Backward& a, int64_t n, int64_t in, int6
 // float: the build's engine; double: Eigen (oneDNN has no double matmul).
 template <class T>
 void dense_forward(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t in, int64_t out) {
-  if constexpr (std::is_same_v<T, float> && kFloatEngine) {
-    TESSERA_ENGINE_FORWARD(x, w, b, y, n, in, out, false);
+  if constexpr (std::is_same_v<T, float>) {
+    float_forward(x, w, b, y, n, in, out, false);
   } else {
     eigen_dense_forward(x, w, b, y, n, in, out, false);
   }
@@ -201,8 +190,8 @@ void dense_forward(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t 
 template <class T>
 void dense_forward_relu(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t in,
                         int64_t out) {
-  if constexpr (std::is_same_v<T, float> && kFloatEngine) {
-    TESSERA_ENGINE_FORWARD(x, w, b, y, n, in, out, true);
+  if constexpr (std::is_same_v<T, float>) {
+    float_forward(x, w, b, y, n, in, out, true);
   } else {
     eigen_dense_forward(x, w, b, y, n, in, out, true);
   }
@@ -211,8 +200,8 @@ void dense_forward_relu(const T* x, const T* w, const T* b, T* y, int64_t n, int
 template <class T>
 void dense_backward_relu(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n,
                          int64_t in, int64_t out) {
-  if constexpr (std::is_same_v<T, float> && kFloatEngine) {
-    TESSERA_ENGINE_BACKWARD(dy, x, w, dw, db, dx, n, in, out, true);
+  if constexpr (std::is_same_v<T, float>) {
+    float_backward(dy, x, w, dw, db, dx, n, in, out, true);
   } else {
     eigen_dense_backward(dy, x, w, dw, db, dx, n, in, out, true);
   }
@@ -221,8 +210,8 @@ void dense_backward_relu(const T* dy, const T* x, const T* w, T* dw, T* db, T* d
 template <class T>
 void dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n, int64_t in,
                     int64_t out) {
-  if constexpr (std::is_same_v<T, float> && kFloatEngine) {
-    TESSERA_ENGINE_BACKWARD(dy, x, w, dw, db, dx, n, in, out, false);
+  if constexpr (std::is_same_v<T, float>) {
+    float_backward(dy, x, w, dw, db, dx, n, in, out, false);
   } else {
     eigen_dense_backward(dy, x, w, dw, db, dx, n, in, out);
   }
