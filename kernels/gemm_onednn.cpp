@@ -245,34 +245,6 @@ void onednn_dense_forward(const float* x, const float* w, const float* b, float*
 
 namespace {
 
-
-// a (r1 - r0, n) = columns [r0, r1) of dy (n, out) transposed, and db[r0, r1) = their sums
-// (rows added in order, as bias_backward_cols adds them) when db is not nullptr. Blocks of 16
-// rows of dy stay in L1 while they are read for both.
-void stage_dyt(const float* dy, float* a, float* db, int64_t n, int64_t out, int64_t r0,
-               int64_t r1) {
-  constexpr int64_t kRows = 16;
-  if (db != nullptr) std::fill(db + r0, db + r1, 0.0f);
-  for (int64_t rb = 0; rb < n; rb += kRows) {
-    const int64_t re = std::min(n, rb + kRows);
-    int64_t o = r0;
-#if defined(__AVX512F__)
-    if (re - rb == kRows) {
-      for (; o + kRows <= r1; o += kRows) transpose16(dy + rb * out + o, out, a + (o - r0) * n + rb, n);
-    }
-#endif
-    for (; o < r1; ++o) {
-      float* ao = a + (o - r0) * n;
-      for (int64_t r = rb; r < re; ++r) ao[r] = dy[r * out + o];
-    }
-    if (db == nullptr) continue;
-    for (int64_t r = rb; r < re; ++r) {
-      const float* row = dy + r * out;
-      for (int64_t o = r0; o < r1; ++o) db[o] += row[o];
-    }
-  }
-}
-
 // dw (out, in) = dyᵀ·x in row blocks of dw. dyᵀ read in place is a strided left operand, which
 // oneDNN 2.6 runs on gemm:jit at 155-175 GFLOP/s here; each tile instead copies its columns of
 // dy transposed into a dense block (≈ 2% of the product's time) and the product runs at
@@ -283,7 +255,13 @@ void onednn_weight_grad(const float* dy, const float* x, float* dw, float* db, i
     const TileKey key =
         tile_key(r1 - r0, c1 - c0, n, n, 1, in, 1, in, false, false, false, Staged::kA);
     run_tile(key, nullptr, x + c0, nullptr, dw + r0 * in + c0,
-             [&](float* a) { stage_dyt(dy, a, c0 == 0 ? db : nullptr, n, out, r0, r1); });
+             [&](float* a) {
+               // a (r1 - r0, n) = columns [r0, r1) of dy transposed; the tile at column 0 sums
+               // db[r0, r1) in the same pass, rows in order.
+               float* dbt = db != nullptr && c0 == 0 ? db + r0 : nullptr;
+               if (dbt != nullptr) std::fill(dbt, dbt + (r1 - r0), 0.0f);
+               transpose_block(dy + r0, out, n, r1 - r0, a, n, dbt);
+             });
     report_dw_tile(dw, db, in, out, r0, r1, c0, c1);
   });
   bias_backward_without_inputs(dy, db, n, in, out);

@@ -69,12 +69,18 @@ inline void transpose16(const float* s, int64_t lds, float* d, int64_t ldd,
   for (int c = 0; c < 16; ++c) _mm512_storeu_ps(d + c * ldd, _mm512_castsi512_ps(r[c]));
 }
 
+}  // namespace tessera::kernels
+#endif
+
+namespace tessera::kernels {
+
 // dst (cols x rows, leading dim ldd) = src (rows x cols, leading dim lds) transposed, in 16 x 16
-// register blocks where they fit; and colsum[0, cols) += src's rows, added in row order (the
-// order of a plain loop over rows, so the same bits), unless colsum is nullptr.
+// register blocks where they fit (AVX-512 builds); and colsum[0, cols) += src's rows, added in
+// row order (the order of a plain loop over rows, so the same bits), unless colsum is nullptr.
 inline void transpose_block(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst,
                             int64_t ldd, float* colsum = nullptr) {
   int64_t i = 0;
+#if defined(__AVX512F__)
   for (; i + 16 <= rows; i += 16) {
     int64_t j = 0;
     for (; j + 16 <= cols; j += 16) {
@@ -88,6 +94,7 @@ inline void transpose_block(const float* src, int64_t lds, int64_t rows, int64_t
       }
     }
   }
+#endif
   for (; i < rows; ++i) {
     for (int64_t j = 0; j < cols; ++j) {
       dst[j * ldd + i] = src[i * lds + j];
@@ -97,4 +104,3 @@ inline void transpose_block(const float* src, int64_t lds, int64_t rows, int64_t
 }
 
 }  // namespace tessera::kernels
-#endif
