@@ -160,48 +160,6 @@ TEST(Dense, FloatMatchesReferenceAndThreadCountInvariant) {
   check_against_reference<float>(1e-5);
 }
 
-// The AVX-512 engine computes every output as one float FMA chain over the reduction in order,
-// the bias added after it, whatever its tiles, panels and depth blocks: so a scalar std::fma
-// chain gives the same bits (k = 1100 crosses a 1024-deep panel, n = 530 a 512-deep dW block);
-// the bias gradient is a plain sum over rows in order.
-TEST(Dense, Avx512IsOneFmaChainPerOutput) {
-  if (!avx512_available()) GTEST_SKIP() << "no AVX-512 engine in this build";
-  for (const Shape& s : kShapes) {
-    SCOPED_TRACE(testing::Message() << "n=" << s.n << " in=" << s.in << " out=" << s.out);
-    const auto [n, in, out] = s;
-    const DenseInputs<float> d(s);
-    std::vector<float> y(n * out), dw(out * in), db(out), dx(n * in);
-    avx512_dense_forward(d.x.data(), d.w.data(), d.b.data(), y.data(), n, in, out, true);
-    avx512_dense_backward(d.dy.data(), d.x.data(), d.w.data(), dw.data(), db.data(), dx.data(), n,
-                          in, out, true);
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t o = 0; o < out; ++o) {
-        float acc = 0.0f;
-        for (int64_t k = 0; k < in; ++k) acc = std::fma(d.x[i * in + k], d.w[o * in + k], acc);
-        acc += d.b[o];
-        ASSERT_EQ(y[i * out + o], acc < 0.0f ? 0.0f : acc) << "y[" << i << "][" << o << "]";
-      }
-    for (int64_t o = 0; o < out; ++o) {
-      float sum = 0.0f;  // the bias gradient: rows added in order
-      for (int64_t i = 0; i < n; ++i) sum += d.dy[i * out + o];
-      ASSERT_EQ(db[o], sum) << "db[" << o << "]";
-      for (int64_t k = 0; k < in; ++k) {
-        float acc = 0.0f;
-        for (int64_t i = 0; i < n; ++i) acc = std::fma(d.dy[i * out + o], d.x[i * in + k], acc);
-        ASSERT_EQ(dw[o * in + k], acc) << "dw[" << o << "][" << k << "]";
-      }
-    }
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t k = 0; k < in; ++k) {
-        float acc = 0.0f;
-        for (int64_t o = 0; o < out; ++o) acc = std::fma(d.dy[i * out + o], d.w[o * in + k], acc);
-        // relu_dx: x is taken as a relu output, so dx is masked where x <= 0.
-        ASSERT_EQ(dx[i * in + k], d.x[i * in + k] <= 0.0f ? 0.0f : acc)
-            << "dx[" << i << "][" << k << "]";
-      }
-  }
-}
-
 // The documented arithmetic of the AVX-512 engine (one std::fma chain per output in order, the
 // bias added after; relu keeps NaN; dx's mask zeroes where x <= 0 and keeps NaN masks), as a
 // scalar reference.
@@ -278,6 +236,20 @@ void expect_avx512_exact(const std::vector<float>& x, const std::vector<float>& 
             << what << "[" << i << "] = " << got->v[i] << ", want " << (*ref)[i];
       }
     }
+  }
+}
+
+// The AVX-512 engine computes every output as one float FMA chain over the reduction in order,
+// the bias added after it, whatever its tiles, panels and depth blocks: so FmaChainRef's scalar
+// loops give the same bits at the MLP-like shapes too (k = 1100 crosses a 1024-deep panel,
+// n = 530 a 512-deep dW block); the bias gradient is a plain sum over rows in order.
+TEST(Dense, Avx512IsOneFmaChainPerOutput) {
+  if (!avx512_available()) GTEST_SKIP() << "no AVX-512 engine in this build";
+  for (const Shape& s : kShapes) {
+    SCOPED_TRACE(testing::Message() << "n=" << s.n << " in=" << s.in << " out=" << s.out);
+    const DenseInputs<float> d(s);
+    expect_avx512_exact(d.x, d.w, d.b, d.dy, s.n, s.in, s.out);
+    if (HasFatalFailure()) return;
   }
 }
 
