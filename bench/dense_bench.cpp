@@ -1,10 +1,12 @@
-// Throughput of the dense GEMM kernels of each engine (0 = Eigen, 1 = oneDNN, 2 = tessera's own
-// AVX-512 microkernels), of the bf16 products of oneDNN and of tessera's AVX512_BF16 engine
-// (avx512 = 1; both alternating in BM_Bf16EnginesAlternating), at the reference MLP's shapes
-// (784-1024-1024-10, batch 128 and 256) and of the flat optimizer steps, for 1 and 2 oneTBB
-// threads. Every (engine, shape) is
-// validated once against a naive double reference before timing; a wrong kernel aborts.
+// Throughput of the dense GEMM kernels of each engine (0 = Eigen, 1 = oneDNN, 2 and 3 =
+// tessera's own microkernels in AVX-512 and AVX2), of the bf16 products of oneDNN and of
+// tessera's AVX512_BF16 engine (avx512 = 1; both alternating in BM_Bf16EnginesAlternating), at
+// the reference MLP's shapes (784-1024-1024-10, batch 128 and 256) and of the flat optimizer
+// steps, for 1 and 2 oneTBB threads. Every (engine, shape) is validated once against a naive
+// double reference before timing; a wrong kernel aborts. peak_pct is against this core's FMA
+// peak, measured at start-up in the widest vectors the build has (printed in the context).
 #include <benchmark/benchmark.h>
+#include <immintrin.h>
 #include <tbb/global_control.h>
 #include <time.h>
 
@@ -28,10 +30,51 @@ namespace {
 
 using namespace tessera::kernels;
 
-// AVX-512 FMA peak of one core of the reference machine, in FLOP/s. bf16: vdpbf16ps does two
-// multiply-adds per float lane, twice the float FMA's work per instruction.
-constexpr double kPeakPerThread = 220e9;
-constexpr double kBf16PeakPerThread = 2 * kPeakPerThread;
+// FMA peak of one core in FLOP/s, measured: independent FMA chains in the widest float vectors
+// the build targets, enough of them to cover the FMA latency on every pipe, best of 5 runs of
+// ~40 ms (shorter runs measured the clock still ramping up). bf16: vdpbf16ps does two
+// multiply-adds per float lane, twice the float FMA's work.
+template <class V, class Fma>
+double fma_chains_rate(V seed, Fma fma, int lanes) {
+  constexpr int kChains = 12;
+  constexpr long kSteps = 20'000'000;
+  double best = 0.0;
+  for (int rep = 0; rep < 5; ++rep) {
+    V acc[kChains];
+    for (int i = 0; i < kChains; ++i) acc[i] = fma(seed, seed, seed);  // distinct per rep only
+    for (int i = 1; i < kChains; ++i) acc[i] = fma(acc[i - 1], seed, seed);
+    timespec t0, t1;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+    for (long s = 0; s < kSteps; ++s) {
+      for (int i = 0; i < kChains; ++i) acc[i] = fma(acc[i], seed, seed);
+    }
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+    for (int i = 1; i < kChains; ++i) acc[0] = fma(acc[0], acc[i], seed);
+    benchmark::DoNotOptimize(acc[0]);
+    const double secs = double(t1.tv_sec - t0.tv_sec) + 1e-9 * double(t1.tv_nsec - t0.tv_nsec);
+    best = std::max(best, 2.0 * lanes * kChains * double(kSteps) / secs);
+  }
+  return best;
+}
+
+double measure_fma_peak() {
+#if defined(__AVX512F__)
+  return fma_chains_rate(_mm512_set1_ps(0.999f),
+                         [](__m512 a, __m512 b, __m512 c) { return _mm512_fmadd_ps(a, b, c); }, 16);
+#elif defined(__AVX2__) && defined(__FMA__)
+  return fma_chains_rate(_mm256_set1_ps(0.999f),
+                         [](__m256 a, __m256 b, __m256 c) { return _mm256_fmadd_ps(a, b, c); }, 8);
+#else
+  return fma_chains_rate(0.999f, [](float a, float b, float c) { return std::fma(a, b, c); }, 1);
+#endif
+}
+
+const double kPeakPerThread = measure_fma_peak();
+const double kBf16PeakPerThread = 2 * kPeakPerThread;
+const bool kPeakInContext = [] {
+  benchmark::AddCustomContext("fma_peak_gflops_per_core", std::to_string(kPeakPerThread / 1e9));
+  return true;
+}();
 
 std::vector<float> random_floats(int64_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -57,8 +100,9 @@ void check(const char* what, const std::vector<float>& got, const std::vector<do
   }
 }
 
-// The engines compared: index 0 Eigen, 1 oneDNN, 2 AVX-512 (the last two when built in).
-constexpr int64_t kEigen = 0, kOneDnn = 1, kAvx512 = 2;
+// The engines compared: index 0 Eigen, 1 oneDNN, 2 tessera's AVX-512, 3 tessera's AVX2 (the
+// last three when built in).
+constexpr int64_t kEigen = 0, kOneDnn = 1, kAvx512 = 2, kAvx2 = 3;
 
 void engine_forward(int64_t engine, const float* x, const float* w, const float* b, float* y,
                     int64_t n, int64_t in, int64_t out, bool relu) {
@@ -66,6 +110,8 @@ void engine_forward(int64_t engine, const float* x, const float* w, const float*
     onednn_dense_forward(x, w, b, y, n, in, out, relu);
   } else if (engine == kAvx512) {
     avx512_dense_forward(x, w, b, y, n, in, out, relu);
+  } else if (engine == kAvx2) {
+    avx2_dense_forward(x, w, b, y, n, in, out, relu);
   } else {
     eigen_dense_forward(x, w, b, y, n, in, out, relu);
   }
@@ -77,6 +123,8 @@ void engine_backward(int64_t engine, const float* dy, const float* x, const floa
     onednn_dense_backward(dy, x, w, dw, db, dx, n, in, out);
   } else if (engine == kAvx512) {
     avx512_dense_backward(dy, x, w, dw, db, dx, n, in, out);
+  } else if (engine == kAvx2) {
+    avx2_dense_backward(dy, x, w, dw, db, dx, n, in, out);
   } else {
     eigen_dense_backward(dy, x, w, dw, db, dx, n, in, out);
   }
@@ -207,9 +255,10 @@ void BM_DenseBackward(benchmark::State& state) {
 // built in. Forward runs with the fused ReLU of the hidden layers (not for the 10-wide output
 // layer); backward with and without dx.
 void mlp_shapes(benchmark::internal::Benchmark* b, bool backward) {
-  for (int64_t engine : {kEigen, kOneDnn, kAvx512}) {
+  for (int64_t engine : {kEigen, kOneDnn, kAvx512, kAvx2}) {
     if (engine == kOneDnn && !onednn_available()) continue;
     if (engine == kAvx512 && !avx512_available()) continue;
+    if (engine == kAvx2 && !avx2_available()) continue;
     for (int64_t n : {256, 128})
       for (auto [in, out] : {std::pair<int64_t, int64_t>{784, 1024}, {1024, 1024}, {1024, 10}})
         for (int64_t threads : {1, 2}) {

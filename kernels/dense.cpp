@@ -150,9 +150,14 @@ void eigen_dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* 
 // TESSERA_GEMM_ENGINE_*; none: Eigen).
 #if defined(TESSERA_GEMM_ENGINE_AVX512)
 const char* gemm_engine_name() { return "avx512"; }
-int64_t dense_tile_rows() { return kAvx512TileRows; }
+int64_t dense_tile_rows() { return kSimdTileRows; }
 constexpr auto* float_forward = &avx512_dense_forward;
 constexpr auto* float_backward = &avx512_dense_backward;
+#elif defined(TESSERA_GEMM_ENGINE_AVX2)
+const char* gemm_engine_name() { return "avx2"; }
+int64_t dense_tile_rows() { return kSimdTileRows; }
+constexpr auto* float_forward = &avx2_dense_forward;
+constexpr auto* float_backward = &avx2_dense_backward;
 #elif defined(TESSERA_GEMM_ENGINE_ONEDNN)
 const char* gemm_engine_name() { return "onednn"; }
 int64_t dense_tile_rows() { return kOneDnnDwTileRows; }

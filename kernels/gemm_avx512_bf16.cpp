@@ -354,13 +354,13 @@ TESSERA_BF16_TARGET void product_tile(const Product& p, int64_t r0, int64_t r1, 
   } while (plan.next(s));
 }
 
-// The output tiles: kAvx512TileRows x kAvx512TileCols (the float AVX-512 engine's), dW's
+// The output tiles: kSimdTileRows x kSimdTileCols (the float AVX-512 engine's), dW's
 // dense_tile_rows() high, the height its reports promise in every build (128 with the Eigen
 // engine). No element's arithmetic depends on the tiles here (the depth blocks are a function
 // of k alone), so they only set what runs in parallel and when dW rows are reported.
 template <class Tile>
 void for_bf16_tiles(int64_t m, int64_t n, int64_t tile_rows, const Tile& tile) {
-  for_tiles(m, n, tile_rows, kAvx512TileCols, tile);
+  for_tiles(m, n, tile_rows, kSimdTileCols, tile);
 }
 
 void require_avx512_bf16() {
@@ -388,7 +388,7 @@ void avx512_dense_forward_bf16(const bf16* x, const bf16* w, const float* b, flo
   p.bias = b;
   p.relu = relu;
   p.c16 = y16;
-  for_bf16_tiles(n, out, kAvx512TileRows, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  for_bf16_tiles(n, out, kSimdTileRows, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     product_tile(p, r0, r1, c0, c1);
   });
 }
@@ -408,7 +408,7 @@ void avx512_dense_backward_bf16(const DenseBf16Backward& a, int64_t n, int64_t i
   dx.relu_x = a.relu_x;
   dx.c16 = a.dx16;
   dx.c16t = a.dxt16;
-  for_bf16_tiles(n, in, kAvx512TileRows, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  for_bf16_tiles(n, in, kSimdTileRows, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     product_tile(dx, r0, r1, c0, c1);
   });
 }

@@ -30,13 +30,13 @@ inline constexpr int64_t kOneDnnTileCols = 512;
 inline constexpr int64_t kOneDnnDwTileRows = 256;
 inline constexpr int64_t kOneDnnRowTileCols = 1024;
 
-// Output tiles of tessera's own AVX-512 engine (kernels/gemm_avx512.cpp), for all three float
-// products: 256 rows x 512 columns, so that dW becomes final in 256-row blocks and a batch of
-// 256 (or 128) rows still makes two tiles of a 1024-wide output for two threads.
-inline constexpr int64_t kAvx512TileRows = 256;
-inline constexpr int64_t kAvx512TileCols = 512;
+// Output tiles of tessera's own engine (kernels/gemm_simd.cpp; AVX-512 and AVX2 alike), for all
+// three float products: 256 rows x 512 columns, so that dW becomes final in 256-row blocks and a
+// batch of 256 (or 128) rows still makes two tiles of a 1024-wide output for two threads.
+inline constexpr int64_t kSimdTileRows = 256;
+inline constexpr int64_t kSimdTileCols = 512;
 // dW = dyᵀ·x in row tiles up to 1024 columns wide: each tile stages its block of dyᵀ once.
-inline constexpr int64_t kAvx512DwTileCols = 1024;
+inline constexpr int64_t kSimdDwTileCols = 1024;
 
 // Eigen 3.4 with fixed blocking on stack panels: never touches the heap.
 template <class T>
@@ -47,15 +47,20 @@ template <class T>
 void eigen_dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n,
                           int64_t in, int64_t out, bool relu_dx = false);
 
-// Whether this build has tessera's own AVX-512 engine (compiled for a target with AVX-512F).
+// tessera's own engine (kernels/gemm_simd.cpp) in each vector width: whether this build has it
+// (compiled for a target with AVX-512F, or with AVX2 and FMA; an AVX-512 build has both), and
+// its float products. Never allocate; thread-safe; the same bits in either width. Throw
+// std::logic_error if the width is not available.
 bool avx512_available();
-
-// The AVX-512 engine's float products (kernels/gemm_avx512.cpp). Never allocate; thread-safe.
-// Throw std::logic_error if !avx512_available().
 void avx512_dense_forward(const float* x, const float* w, const float* b, float* y, int64_t n,
                           int64_t in, int64_t out, bool relu);
 void avx512_dense_backward(const float* dy, const float* x, const float* w, float* dw, float* db,
                            float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx = false);
+bool avx2_available();
+void avx2_dense_forward(const float* x, const float* w, const float* b, float* y, int64_t n,
+                        int64_t in, int64_t out, bool relu);
+void avx2_dense_backward(const float* dy, const float* x, const float* w, float* dw, float* db,
+                         float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx = false);
 
 // Whether this build has the oneDNN engine compiled in (libdnnl found at configure time).
 bool onednn_available();
@@ -76,7 +81,7 @@ void onednn_dense_backward_bf16(const DenseBf16Backward& a, int64_t n, int64_t i
 
 // tessera's own bf16 engine (kernels/gemm_avx512_bf16.cpp): AVX512_BF16 microkernels on packed
 // stack panels, the same contracts and fixed tiles as dense_forward_bf16 / dense_backward_bf16
-// in kernels/dense.h (kAvx512TileRows x kAvx512TileCols, dW tiles reported as they finish), and
+// in kernels/dense.h (kSimdTileRows x kSimdTileCols, dW tiles reported as they finish), and
 // no heap allocation. They throw std::logic_error when avx512_bf16_unsupported_reason() is not
 // nullptr: this CPU or build cannot run them, said in words.
 const char* avx512_bf16_unsupported_reason();

@@ -1,7 +1,8 @@
 // After warm-up a training step — HDF5 read of this rank's rows, forward, loss, backward,
 // reduction, optimizer update — performs no heap allocation (STYLE §5; a fresh page costs
-// ~10 µs here) with the AVX-512 and Eigen engines and in bf16 (tessera's bf16 engine; bf16
-// copies of weights, activations and gradients sized once in the model). oneDNN's execute()
+// ~10 µs here) with tessera's own engine (AVX-512 or AVX2) and the Eigen engine, and in bf16
+// (tessera's bf16 engine; bf16 copies of weights, activations and gradients sized once in the
+// model). oneDNN's execute()
 // allocates a few small blocks per call for its execution context (no public API avoids it; see
 // tests/kernels/dense_test.cpp), so with that engine the count must be the same every step
 // (freed blocks reused, no growth) and within 16 per GEMM tile. Either way no step touches a new

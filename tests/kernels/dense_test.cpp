@@ -38,7 +38,7 @@ struct Shape {
 // 300x70x520 spans 3 (Eigen) / 2 (oneDNN) column tiles of y (out > 512) and 3 row tiles of
 // oneDNN's dw; 129x600x40 spans 3 / 2 column tiles of dx (in > 512); 70x1100x30 spans 2 column
 // tiles of oneDNN's dw (in > 1024), each staging the same block of dyᵀ.
-// Rows 37, 257, 300, 129, 70 leave 1, 5, 2, 3 and 4 rows after the AVX-512 engine's 6-row
+// Rows 37, 257, 300, 129, 70 leave 1, 5, 2, 3 and 4 rows after tessera's engine's 6-row
 // blocks; 530 rows take the weight gradient past one 512-deep block of staged dyᵀ, and 1100
 // inputs the forward past one 1024-deep panel.
 const Shape kShapes[] = {{37, 19, 23},  {257, 129, 67}, {300, 70, 520}, {129, 600, 40},
@@ -154,13 +154,14 @@ void check_against_reference(double tol, bool eigen = false) {
   }
 }
 
-// The build's engine (avx512 on an AVX-512 build, else oneDNN, or as TESSERA_GEMM says).
+// The build's engine (avx512 or avx2 as the target has them, else oneDNN; or as TESSERA_GEMM
+// says).
 TEST(Dense, FloatMatchesReferenceAndThreadCountInvariant) {
   std::printf("[ engine    ] %s\n", gemm_engine_name());
   check_against_reference<float>(1e-5);
 }
 
-// The documented arithmetic of the AVX-512 engine (one std::fma chain per output in order, the
+// The documented arithmetic of tessera's own engine (one std::fma chain per output in order, the
 // bias added after; relu keeps NaN; dx's mask zeroes where x <= 0 and keeps NaN masks), as a
 // scalar reference.
 struct FmaChainRef {
@@ -216,64 +217,87 @@ struct Guarded {
   }
 };
 
-void expect_avx512_exact(const std::vector<float>& x, const std::vector<float>& w,
-                         const std::vector<float>& b, const std::vector<float>& dy, int64_t n,
-                         int64_t in, int64_t out) {
+// tessera's own engine in each vector width this build has (AVX-512, AVX2): the same contract,
+// the same bits.
+struct SimdEngine {
+  const char* name;
+  void (*forward)(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t,
+                  bool);
+  void (*backward)(const float*, const float*, const float*, float*, float*, float*, int64_t,
+                   int64_t, int64_t, bool);
+};
+
+std::vector<SimdEngine> simd_engines() {
+  std::vector<SimdEngine> e;
+  if (avx512_available()) e.push_back({"avx512", &avx512_dense_forward, &avx512_dense_backward});
+  if (avx2_available()) e.push_back({"avx2", &avx2_dense_forward, &avx2_dense_backward});
+  return e;
+}
+
+void expect_simd_exact(const std::vector<float>& x, const std::vector<float>& w,
+                       const std::vector<float>& b, const std::vector<float>& dy, int64_t n,
+                       int64_t in, int64_t out) {
   const FmaChainRef want(x, w, b, dy, n, in, out);
-  for (int threads : {1, 2}) {
-    SCOPED_TRACE(testing::Message() << "threads=" << threads);
-    Guarded y(n * out), dw(out * in), db(out), dx(n * in);
-    with_threads(threads, [&] {
-      avx512_dense_forward(x.data(), w.data(), b.data(), y.data(), n, in, out, true);
-      avx512_dense_backward(dy.data(), x.data(), w.data(), dw.data(), db.data(), dx.data(), n, in,
-                            out, true);
-    });
-    for (auto [what, got, ref] : {std::tuple{"y", &y, &want.y}, std::tuple{"dw", &dw, &want.dw},
-                                  std::tuple{"db", &db, &want.db}, std::tuple{"dx", &dx, &want.dx}}) {
-      ASSERT_TRUE(got->guard_intact()) << what << ": written past its end";
-      for (int64_t i = 0; i < got->size; ++i) {
-        ASSERT_TRUE(same_float(got->v[i], (*ref)[i]))
-            << what << "[" << i << "] = " << got->v[i] << ", want " << (*ref)[i];
+  for (const SimdEngine& engine : simd_engines()) {
+    for (int threads : {1, 2}) {
+      SCOPED_TRACE(testing::Message() << engine.name << " threads=" << threads);
+      Guarded y(n * out), dw(out * in), db(out), dx(n * in);
+      with_threads(threads, [&] {
+        engine.forward(x.data(), w.data(), b.data(), y.data(), n, in, out, true);
+        engine.backward(dy.data(), x.data(), w.data(), dw.data(), db.data(), dx.data(), n, in,
+                        out, true);
+      });
+      for (auto [what, got, ref] :
+           {std::tuple{"y", &y, &want.y}, std::tuple{"dw", &dw, &want.dw},
+            std::tuple{"db", &db, &want.db}, std::tuple{"dx", &dx, &want.dx}}) {
+        ASSERT_TRUE(got->guard_intact()) << what << ": written past its end";
+        for (int64_t i = 0; i < got->size; ++i) {
+          ASSERT_TRUE(same_float(got->v[i], (*ref)[i]))
+              << what << "[" << i << "] = " << got->v[i] << ", want " << (*ref)[i];
+        }
       }
     }
   }
 }
 
-// The AVX-512 engine computes every output as one float FMA chain over the reduction in order,
-// the bias added after it, whatever its tiles, panels and depth blocks: so FmaChainRef's scalar
-// loops give the same bits at the MLP-like shapes too (k = 1100 crosses a 1024-deep panel,
-// n = 530 a 512-deep dW block); the bias gradient is a plain sum over rows in order.
-TEST(Dense, Avx512IsOneFmaChainPerOutput) {
-  if (!avx512_available()) GTEST_SKIP() << "no AVX-512 engine in this build";
+// tessera's engine computes every output as one float FMA chain over the reduction in order,
+// the bias added after it, whatever its tiles, panels, depth blocks and vector width: so
+// FmaChainRef's scalar loops give the same bits at the MLP-like shapes too (k = 1100 crosses a
+// 1024-deep AVX-512 panel and four 256-deep AVX2 ones, n = 530 a 512-deep dW block); the bias
+// gradient is a plain sum over rows in order. AVX-512 and AVX2 thus agree bit for bit.
+TEST(Dense, SimdIsOneFmaChainPerOutput) {
+  if (simd_engines().empty()) GTEST_SKIP() << "neither AVX-512 nor AVX2 engine in this build";
   for (const Shape& s : kShapes) {
     SCOPED_TRACE(testing::Message() << "n=" << s.n << " in=" << s.in << " out=" << s.out);
     const DenseInputs<float> d(s);
-    expect_avx512_exact(d.x, d.w, d.b, d.dy, s.n, s.in, s.out);
+    expect_simd_exact(d.x, d.w, d.b, d.dy, s.n, s.in, s.out);
     if (HasFatalFailure()) return;
   }
 }
 
-// Every edge of the AVX-512 engine, bitwise against the FMA-chain reference and with nothing
-// written past the outputs: column edges (widths 1..80 around the 16-lane vectors and the 32-
-// and 64-column panels), every row remainder of the 6- and 12-row blocks, reductions of 0, a
-// depth of exactly 1024 and past it, several staged 512-deep blocks of dW, tile edges.
-TEST(Dense, Avx512EdgeShapesExactAndInBounds) {
-  if (!avx512_available()) GTEST_SKIP() << "no AVX-512 engine in this build";
+// Every edge of the engine in each width, bitwise against the FMA-chain reference and with
+// nothing written past the outputs: column edges (widths 1..80 around the 8- and 16-lane
+// vectors and the 16-, 32- and 64-column panels), every row remainder of the 6- and 12-row
+// blocks, reductions of 0, depths of exactly 256 and 1024 and past them, several staged
+// depth blocks of dW, tile edges.
+TEST(Dense, SimdEdgeShapesExactAndInBounds) {
+  if (simd_engines().empty()) GTEST_SKIP() << "neither AVX-512 nor AVX2 engine in this build";
   std::vector<Shape> shapes;
   for (int64_t n : {1, 2, 3, 4, 5, 6, 7, 11, 12, 13})
     for (int64_t in : {1, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 80})
       for (int64_t out : {1, 5, 16, 17, 32, 33, 47, 64, 65, 79}) shapes.push_back({n, in, out});
   for (Shape s : {Shape{0, 5, 7}, Shape{6, 0, 5}, Shape{0, 0, 3}, Shape{7, 5, 0}, Shape{3, 1024, 20},
                   Shape{5, 2049, 17}, Shape{1025, 17, 3}, Shape{1537, 3, 40}, Shape{513, 70, 257},
-                  Shape{31, 40, 1025}, Shape{260, 1030, 18}, Shape{9, 513, 520}})
+                  Shape{31, 40, 1025}, Shape{260, 1030, 18}, Shape{9, 513, 520}, Shape{7, 256, 9},
+                  Shape{257, 257, 23}, Shape{255, 9, 260}})
     shapes.push_back(s);
   uint64_t seed = 100;
   for (const Shape& s : shapes) {
     SCOPED_TRACE(testing::Message() << "n=" << s.n << " in=" << s.in << " out=" << s.out);
     const auto [n, in, out] = s;
-    expect_avx512_exact(random_vector<float>(n * in, seed), random_vector<float>(out * in, seed + 1),
-                        random_vector<float>(out, seed + 2), random_vector<float>(n * out, seed + 3),
-                        n, in, out);
+    expect_simd_exact(random_vector<float>(n * in, seed), random_vector<float>(out * in, seed + 1),
+                      random_vector<float>(out, seed + 2), random_vector<float>(n * out, seed + 3),
+                      n, in, out);
     if (HasFatalFailure()) return;
     seed += 4;
   }
@@ -282,8 +306,8 @@ TEST(Dense, Avx512EdgeShapesExactAndInBounds) {
 // NaN and infinities through the epilogues: relu keeps NaN (max(0, NaN) is NaN, as relu_tile),
 // maps -inf to 0 and keeps +inf; dx's mask zeroes where x <= 0 (x = -0 included), keeps where
 // x is NaN or > 0.
-TEST(Dense, Avx512EpiloguesPropagateNanAndInf) {
-  if (!avx512_available()) GTEST_SKIP() << "no AVX-512 engine in this build";
+TEST(Dense, SimdEpiloguesPropagateNanAndInf) {
+  if (simd_engines().empty()) GTEST_SKIP() << "neither AVX-512 nor AVX2 engine in this build";
   const int64_t n = 7, in = 37, out = 70;
   std::vector<float> x = random_vector<float>(n * in, 7), w = random_vector<float>(out * in, 8),
                      b = random_vector<float>(out, 9), dy = random_vector<float>(n * out, 10);
@@ -294,7 +318,7 @@ TEST(Dense, Avx512EpiloguesPropagateNanAndInf) {
   b[5] = -inf;                    // column 5 of y: -inf -> 0 (where not NaN)
   b[66] = inf;
   dy[4 * out + 1] = std::nanf("");  // row 4 of dx is NaN where not masked
-  expect_avx512_exact(x, w, b, dy, n, in, out);
+  expect_simd_exact(x, w, b, dy, n, in, out);
 }
 
 // A layer with no inputs (in = 0) has no dw tiles, which is where the engines sum db: db must
@@ -308,7 +332,7 @@ TEST(Dense, BackwardWithoutInputsStillWritesBiasGradient) {
   using Backward = void (*)(const float*, const float*, const float*, float*, float*, float*,
                             int64_t, int64_t, int64_t, bool);
   std::vector<std::pair<const char*, Backward>> engines = {{"eigen", &eigen_dense_backward<float>}};
-  if (avx512_available()) engines.push_back({"avx512", &avx512_dense_backward});
+  for (const SimdEngine& e : simd_engines()) engines.push_back({e.name, e.backward});
   if (onednn_available()) engines.push_back({"onednn", &onednn_dense_backward});
   for (auto [name, backward] : engines) {
     for (bool relu : {false, true}) {
@@ -611,10 +635,10 @@ TEST(Dense, EigenNeverAllocates) {
   }
 }
 
-// The build's engine. AVX-512 and Eigen: zero. oneDNN 2.6 cannot reach zero: every
-// dnnl_primitive_execute builds an execution context (a std::unordered_map of its arguments and
-// per-call resource bookkeeping) on the heap, a few small blocks per tile, even with a
-// user-owned scratchpad, cached primitives and per-thread memory objects (which this engine
+// The build's engine. tessera's (AVX-512, AVX2) and Eigen: zero. oneDNN 2.6 cannot reach zero:
+// every dnnl_primitive_execute builds an execution context (a std::unordered_map of its
+// arguments and per-call resource bookkeeping) on the heap, a few small blocks per tile, even
+// with a user-owned scratchpad, cached primitives and per-thread memory objects (which this engine
 // creates once, at warm-up). So for oneDNN the test asserts the count is bounded per tile and
 // the same every step: nothing grows, no new primitive or buffer is created after warm-up.
 TEST(Dense, StepAllocationsBoundedAndConstant) {

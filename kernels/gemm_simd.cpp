@@ -1,0 +1,369 @@
+// tessera's own float GEMM engine: a register-blocked microkernel over panels packed on the
+// stack, in the BLIS design, written once over the vector vocabulary of kernels/simd.h and
+// compiled for AVX-512 (6 x 64 blocks, 24 zmm accumulators) and AVX2 + FMA (6 x 16 blocks, 12
+// ymm accumulators). Why our own and not oneDNN: oneDNN 2.6 allocates its execution context
+// inside every primitive call (no public API avoids it), and a training step must not allocate;
+// this engine never touches the heap. Each fixed output tile is computed by the calling thread,
+// so results do not depend on the thread count, and every output element is one float FMA chain
+// over k in order, so they depend neither on the tile, panel or depth-block sizes nor on the
+// vector width: the AVX-512 and AVX2 builds give the same bits. Bias, ReLU and dX's ReLU mask
+// are applied to the accumulators before the last store (the bias added after the sum, as
+// nn.Linear does).
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/dense.h"
+#include "kernels/gemm_engines.h"
+#include "kernels/simd.h"
+
+#if defined(__AVX2__) && defined(__FMA__)
+
+namespace tessera::kernels {
+namespace {
+
+// What happens to the accumulators around a depth block: the first starts from 0,
+// the last adds the bias and applies relu or dx's mask. `bias` and `mask` point at the block's
+// first column (and `mask` at its first row); `mask` has the output's layout (leading dim ldc):
+// outputs where mask <= 0 become 0 (relu_backward_tile's rule; a NaN mask keeps them).
+struct Epilogue {
+  const float* bias = nullptr;
+  bool relu = false;
+  const float* mask = nullptr;
+};
+
+// Columns of a packed panel: the widest register block.
+template <class S>
+constexpr int kNr = S::kLanes * S::kPanelVectors;
+
+// Rows of a packed micro-panel of A (S::kPackA): A's rows i0..i0+5 interleaved, a[p * 6 + i].
+constexpr int kMr = 6;
+
+// c (M x cols, leading dim ldc) = [c or 0] + A (M x kc) · panel (kc x lanes·NV, row stride
+// kNr), then the epilogue if `last`. A(i, p) is a[i * lda + p], or a[p * kMr + i] if kPacked.
+// cols <= lanes·NV.
+template <class S, int M, int NV, bool kPacked>
+void microkernel(int64_t kc, const float* a, int64_t lda, const float* panel, float* c,
+                 int64_t ldc, int cols, bool first, bool last, const Epilogue& e) {
+  using V = typename S::V;
+  constexpr int L = S::kLanes;
+  // Whole vectors take plain loads and stores (AVX2's masked ones cost more).
+  const bool whole = cols >= L * NV;
+  typename S::Mask mk[NV];
+  for (int v = 0; v < NV; ++v) mk[v] = S::mask(cols - L * v);
+  const auto load_c = [&](const float* p, int v) {
+    return whole ? S::loadu(p + L * v) : S::maskz_loadu(mk[v], p + L * v);
+  };
+  V acc[M][NV];
+  for (int i = 0; i < M; ++i) {
+    for (int v = 0; v < NV; ++v) acc[i][v] = first ? S::zero() : load_c(c + i * ldc, v);
+  }
+  for (int64_t p = 0; p < kc; ++p) {
+    const float* bp = panel + p * kNr<S>;
+    V bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = S::load(bp + L * v);
+    for (int i = 0; i < M; ++i) {
+      const V ai = S::set1(kPacked ? a[p * kMr + i] : a[i * lda + p]);
+      for (int v = 0; v < NV; ++v) acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
+    }
+  }
+  V bias[NV];
+  for (int v = 0; v < NV; ++v) {
+    bias[v] = last && e.bias != nullptr ? load_c(e.bias, v) : S::zero();
+  }
+  for (int i = 0; i < M; ++i) {
+    for (int v = 0; v < NV; ++v) {
+      V r = acc[i][v];
+      if (last && e.bias != nullptr) r = S::add(r, bias[v]);
+      if (last && e.relu) r = S::relu(r);  // max(0, NaN) is NaN, as relu_tile
+      if (last && e.mask != nullptr) r = S::keep_where_positive(load_c(e.mask + i * ldc, v), r);
+      if (whole) {
+        S::storeu(c + i * ldc + L * v, r);
+      } else {
+        S::mask_storeu(c + i * ldc + L * v, mk[v], r);
+      }
+    }
+  }
+}
+
+// Rows of the register block for a width of NV vectors: 6 on a full-width panel (24 zmm or 12
+// ymm accumulators), 12 on the narrow last panel of an output unless A is packed in 6-row
+// micro-panels.
+template <class S, int NV>
+constexpr int kRowsFor = NV == S::kPanelVectors || S::kPackA ? kMr : 12;
+
+// The m x cols block at c through the microkernel of width NV, kRowsFor rows at a time. A is
+// a (leading dim lda), or with S::kPackA packed by pack_a (lda unused).
+template <class S, int NV>
+void run_rows(int64_t m, int64_t kc, const float* a, int64_t lda, const float* panel, float* c,
+              int64_t ldc, int cols, bool first, bool last, const Epilogue& e) {
+  constexpr int kM = kRowsFor<S, NV>;
+  constexpr bool kP = S::kPackA;
+  // A's rows from i0 on, and their epilogue.
+  const auto a_from = [&](int64_t i0) { return kP ? a + i0 * kc : a + i0 * lda; };
+  const auto rows_from = [&](int64_t i0) {
+    Epilogue ei = e;
+    if (ei.mask != nullptr) ei.mask += i0 * ldc;
+    return ei;
+  };
+  int64_t i0 = 0;
+  for (; i0 + kM <= m; i0 += kM) {
+    microkernel<S, kM, NV, kP>(kc, a_from(i0), lda, panel, c + i0 * ldc, ldc, cols, first, last,
+                               rows_from(i0));
+  }
+  if (i0 == m) return;
+  // The last rows in one block of their own height (a 256-row tile leaves 4).
+  const float* ai = a_from(i0);
+  float* ci = c + i0 * ldc;
+  const Epilogue ei = rows_from(i0);
+  switch (m - i0) {
+    case 1: microkernel<S, 1, NV, kP>(kc, ai, lda, panel, ci, ldc, cols, first, last, ei); break;
+    case 2: microkernel<S, 2, NV, kP>(kc, ai, lda, panel, ci, ldc, cols, first, last, ei); break;
+    case 3: microkernel<S, 3, NV, kP>(kc, ai, lda, panel, ci, ldc, cols, first, last, ei); break;
+    case 4: microkernel<S, 4, NV, kP>(kc, ai, lda, panel, ci, ldc, cols, first, last, ei); break;
+    case 5: microkernel<S, 5, NV, kP>(kc, ai, lda, panel, ci, ldc, cols, first, last, ei); break;
+    default:  // 6 to 11 rows after blocks of 12, one at a time (12-row blocks read A in place)
+      if constexpr (kM > kMr) {
+        static_assert(!kP);
+        for (; i0 < m; ++i0) {
+          microkernel<S, 1, NV, false>(kc, a + i0 * lda, lda, panel, c + i0 * ldc, ldc, cols,
+                                       first, last, rows_from(i0));
+        }
+      }
+  }
+}
+
+// A (m x kc, A(i, p) = a[i * lda + p]) in micro-panels of kMr rows: A(i0 + i, p) at
+// ap[i0 * kc + p * kMr + i] for each i0 that is a multiple of kMr; the last micro-panel's rows
+// past m are 0. The broadcasts of a micro-panel then walk one stream, where rows of A read in
+// place are kMr streams, 4 KiB apart in a 1024-wide layer (one L1 set on an 8-way 32 KiB L1).
+template <class S>
+void pack_a(const float* a, int64_t lda, int64_t m, int64_t kc, float* ap) {
+  for (int64_t i0 = 0; i0 < m; i0 += kMr) {
+    const int rows = static_cast<int>(std::min<int64_t>(kMr, m - i0));
+    float* dst = ap + i0 * kc;
+    const float* src = a + i0 * lda;
+    for (int64_t p = 0; p < kc; ++p) {
+      for (int i = 0; i < kMr; ++i) dst[p * kMr + i] = i < rows ? src[i * lda + p] : 0.0f;
+    }
+  }
+}
+
+// A panel of `cols` columns through the narrowest register block that covers them.
+template <class S, int NV = S::kPanelVectors>
+void run_panel(int64_t m, int64_t kc, const float* a, int64_t lda, const float* panel, float* c,
+               int64_t ldc, int cols, bool first, bool last, const Epilogue& e) {
+  if constexpr (NV > 1) {
+    if (cols <= S::kLanes * (NV / 2)) {
+      run_panel<S, NV / 2>(m, kc, a, lda, panel, c, ldc, cols, first, last, e);
+      return;
+    }
+  }
+  run_rows<S, NV>(m, kc, a, lda, panel, c, ldc, cols, first, last, e);
+}
+
+// panel (kc x kNr) = B(p, j) = b[p * ldb + j], p < kc, j < cols; columns from cols on are 0.
+template <class S>
+void pack_rows(const float* b, int64_t ldb, int64_t kc, int cols, float* panel) {
+  constexpr int L = S::kLanes;
+  typename S::Mask mk[S::kPanelVectors];
+  for (int v = 0; v < S::kPanelVectors; ++v) mk[v] = S::mask(cols - L * v);
+  for (int64_t p = 0; p < kc; ++p) {
+    for (int v = 0; v < S::kPanelVectors; ++v) {
+      S::store(panel + p * kNr<S> + L * v, S::maskz_loadu(mk[v], b + p * ldb + L * v));
+    }
+  }
+}
+
+// panel (kc x kNr) = B(p, j) = bt[j * ldb + p] (B stored transposed: the forward's wᵀ), in
+// lanes x lanes register transposes; columns from cols on are 0.
+template <class S>
+void pack_transposed(const float* bt, int64_t ldb, int64_t kc, int cols, float* panel) {
+  constexpr int L = S::kLanes, kN = kNr<S>;
+  int j = 0;
+  for (; j + L <= cols; j += L) {
+    int64_t p = 0;
+    for (; p + L <= kc; p += L) S::transpose(bt + j * ldb + p, ldb, panel + p * kN + j, kN);
+    for (; p < kc; ++p) {
+      for (int jj = j; jj < j + L; ++jj) panel[p * kN + jj] = bt[jj * ldb + p];
+    }
+  }
+  for (int64_t p = 0; p < kc; ++p) {
+    for (int jj = j; jj < kN; ++jj) panel[p * kN + jj] = jj < cols ? bt[jj * ldb + p] : 0.0f;
+  }
+}
+
+// c (m x n, leading dim ldc) = A (m x k) · B (k x n) with the epilogue, on the calling thread,
+// added to c when `accumulate`. A(i, p) = a[i * lda + p], or with a_packed (S::kPackA only,
+// k <= S::kDepth) already in pack_a's layout; B(p, j) = b[p * ldb + j], or b[j * ldb + p] when
+// b_transposed. Depth blocks outermost, then panels of B, each packed once and run against
+// every row of A.
+template <class S>
+void gemm_tile(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+               int64_t ldb, bool b_transposed, float* c, int64_t ldc, const Epilogue& e,
+               bool accumulate = false, bool a_packed = false) {
+  constexpr int kN = kNr<S>;
+  constexpr int64_t kKc = S::kDepth;
+  alignas(64) float panel[kKc * kN];
+  // The packed A of one depth block (only where S::kPackA; 1 float otherwise); m <= a tile's rows.
+  constexpr int64_t kPackedRows = (kSimdTileRows + kMr - 1) / kMr * kMr;
+  alignas(64) float apack[S::kPackA ? kPackedRows * kKc : 1];
+  // k == 0 still runs one empty block: the output is then the bias (or 0, or c unchanged).
+  for (int64_t p0 = 0; p0 == 0 || p0 < k; p0 += kKc) {
+    const int64_t kc = std::min(kKc, k - p0);
+    const bool first = p0 == 0 && !accumulate, last = p0 + kKc >= k;
+    const float* ap = a + p0;
+    if constexpr (S::kPackA) {
+      if (!a_packed) {
+        pack_a<S>(ap, lda, m, kc, apack);
+        ap = apack;
+      }
+    }
+    for (int64_t j0 = 0; j0 < n; j0 += kN) {
+      const int cols = static_cast<int>(std::min<int64_t>(kN, n - j0));
+      if (b_transposed) {
+        pack_transposed<S>(b + j0 * ldb + p0, ldb, kc, cols, panel);
+      } else {
+        pack_rows<S>(b + p0 * ldb + j0, ldb, kc, cols, panel);
+      }
+      Epilogue ej = e;
+      if (ej.bias != nullptr) ej.bias += j0;
+      if (ej.mask != nullptr) ej.mask += j0;
+      run_panel<S>(m, kc, ap, lda, panel, c + j0, ldc, cols, first, last, ej);
+    }
+  }
+}
+
+// Depth blocks of the weight gradient's staged dyᵀ: 256 x 512 floats, 512 KiB of stack.
+constexpr int64_t kDwDepth = 512;
+
+// dyᵀ's rows [0, m) (dy's columns, dy + lds·p + i) over kc rows of dy, straight into pack_a's
+// micro-panels (6 adjacent floats of each dy row per depth step: no transposition needed); and
+// colsum[0, m) += dy's rows, added in row order, unless colsum is nullptr.
+void pack_dyt(const float* dy, int64_t lds, int64_t kc, int64_t m, float* ap, float* colsum) {
+  for (int64_t i0 = 0; i0 < m; i0 += kMr) {
+    const int rows = static_cast<int>(std::min<int64_t>(kMr, m - i0));
+    float* dst = ap + i0 * kc;
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* src = dy + p * lds + i0;
+      for (int i = 0; i < kMr; ++i) dst[p * kMr + i] = i < rows ? src[i] : 0.0f;
+      if (colsum != nullptr) {
+        for (int i = 0; i < rows; ++i) colsum[i0 + i] += src[i];
+      }
+    }
+  }
+}
+
+// x (n, in), w (out, in), b (out) or nullptr -> y (n, out) = x·wᵀ + b [relu]
+template <class S>
+void simd_dense_forward(const float* x, const float* w, const float* b, float* y, int64_t n,
+                        int64_t in, int64_t out, bool relu) {
+  for_tiles(n, out, kSimdTileRows, kSimdTileCols,
+            [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+              const Epilogue e{b == nullptr ? nullptr : b + c0, relu, nullptr};
+              gemm_tile<S>(r1 - r0, c1 - c0, in, x + r0 * in, in, w + c0 * in, in, true,
+                           y + r0 * out + c0, out, e);
+            });
+}
+
+// dy (n, out), x (n, in), w (out, in) -> dw (out, in), db (out), dx (n, in); all overwritten.
+template <class S>
+void simd_dense_backward(const float* dy, const float* x, const float* w, float* dw, float* db,
+                         float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx) {
+  // dw = dyᵀ·x in row tiles of dw as wide as kSimdDwTileCols: each depth block of dyᵀ (its rows
+  // are dy's columns) is first copied into a dense block on the stack, so the product reads A
+  // as rows like the other two (dyᵀ read in place, strided, ran 5-10% slower), and the copy
+  // serves all the tile's columns. B = x rows. The bias gradient is summed in the copy.
+  // Where the engine packs A (AVX2), dyᵀ is staged straight into packed micro-panels, one depth
+  // block of the product at a time.
+  const auto dw_tile = [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    constexpr int64_t kDepth = S::kPackA ? S::kDepth : kDwDepth;
+    constexpr int64_t kRows = S::kPackA ? (kSimdTileRows + kMr - 1) / kMr * kMr : kSimdTileRows;
+    alignas(64) float dyt[kRows * kDepth];
+    // The tile at column 0 sums the bias gradient in the staging pass, rows in order.
+    float* dbt = db != nullptr && c0 == 0 ? db + r0 : nullptr;
+    if (dbt != nullptr) std::fill(dbt, dbt + (r1 - r0), 0.0f);
+    // n == 0 runs one empty block, as gemm_tile does: dw is then 0.
+    for (int64_t p0 = 0; p0 == 0 || p0 < n; p0 += kDepth) {
+      const int64_t kc = std::min(kDepth, n - p0);
+      if constexpr (S::kPackA) {
+        pack_dyt(dy + p0 * out + r0, out, kc, r1 - r0, dyt, dbt);
+      } else {
+        transpose_block(dy + p0 * out + r0, out, kc, r1 - r0, dyt, kc, dbt);
+      }
+      gemm_tile<S>(r1 - r0, c1 - c0, kc, dyt, kc, x + p0 * in + c0, in, false, dw + r0 * in + c0,
+                   in, Epilogue{}, p0 > 0, S::kPackA);
+    }
+    report_dw_tile(dw, db, in, out, r0, r1, c0, c1);
+  };
+  for_tiles(out, in, kSimdTileRows, kSimdDwTileCols, dw_tile);
+  bias_backward_without_inputs(dy, db, n, in, out);
+  if (dx == nullptr) return;
+  // dx = dy·w [⊙ (x > 0)]: A = dy rows, B = w rows.
+  for_tiles(n, in, kSimdTileRows, kSimdTileCols,
+            [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+              const Epilogue e{nullptr, false, relu_dx ? x + r0 * in + c0 : nullptr};
+              gemm_tile<S>(r1 - r0, c1 - c0, out, dy + r0 * out, out, w + c0, in, false,
+                           dx + r0 * in + c0, in, e);
+            });
+}
+
+}  // namespace
+}  // namespace tessera::kernels
+
+#endif
+
+namespace tessera::kernels {
+
+// An engine whose instructions this build's target lacks is a stub that throws, so callers
+// (the benchmark, the tests) can ask *_available() first.
+[[noreturn, maybe_unused]] static void not_built(const char* isa) {
+  throw std::logic_error(std::string("this tessera build has no ") + isa +
+                         " GEMM engine (it was compiled for a CPU target without " + isa + ")");
+}
+
+#if defined(__AVX512F__)
+bool avx512_available() { return true; }
+void avx512_dense_forward(const float* x, const float* w, const float* b, float* y, int64_t n,
+                          int64_t in, int64_t out, bool relu) {
+  simd_dense_forward<simd::Avx512>(x, w, b, y, n, in, out, relu);
+}
+void avx512_dense_backward(const float* dy, const float* x, const float* w, float* dw, float* db,
+                           float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx) {
+  simd_dense_backward<simd::Avx512>(dy, x, w, dw, db, dx, n, in, out, relu_dx);
+}
+#else
+bool avx512_available() { return false; }
+void avx512_dense_forward(const float*, const float*, const float*, float*, int64_t, int64_t,
+                          int64_t, bool) {
+  not_built("AVX-512F");
+}
+void avx512_dense_backward(const float*, const float*, const float*, float*, float*, float*,
+                           int64_t, int64_t, int64_t, bool) {
+  not_built("AVX-512F");
+}
+#endif
+
+#if defined(__AVX2__) && defined(__FMA__)
+bool avx2_available() { return true; }
+void avx2_dense_forward(const float* x, const float* w, const float* b, float* y, int64_t n,
+                        int64_t in, int64_t out, bool relu) {
+  simd_dense_forward<simd::Avx2>(x, w, b, y, n, in, out, relu);
+}
+void avx2_dense_backward(const float* dy, const float* x, const float* w, float* dw, float* db,
+                         float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx) {
+  simd_dense_backward<simd::Avx2>(dy, x, w, dw, db, dx, n, in, out, relu_dx);
+}
+#else
+bool avx2_available() { return false; }
+void avx2_dense_forward(const float*, const float*, const float*, float*, int64_t, int64_t,
+                        int64_t, bool) {
+  not_built("AVX2 and FMA");
+}
+void avx2_dense_backward(const float*, const float*, const float*, float*, float*, float*,
+                         int64_t, int64_t, int64_t, bool) {
+  not_built("AVX2 and FMA");
+}
+#endif
+
+}  // namespace tessera::kernels
