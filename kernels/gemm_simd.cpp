@@ -193,44 +193,51 @@ void pack_transposed(const float* bt, int64_t ldb, int64_t kc, int cols, float* 
   }
 }
 
+// One depth block of c (m x n, leading dim ldc) [+]= A (m x kc) · B (kc x n), kc <= S::kDepth,
+// on the calling thread: A as run_rows takes it (in place, or packed where S::kPackA);
+// B(p, j) = b[p * ldb + j], or b[j * ldb + p] when b_transposed. Each panel of B is packed once
+// and run against every row of A.
+template <class S>
+void gemm_block(int64_t m, int64_t n, int64_t kc, const float* a, int64_t lda, const float* b,
+                int64_t ldb, bool b_transposed, float* c, int64_t ldc, bool first, bool last,
+                const Epilogue& e) {
+  constexpr int kN = kNr<S>;
+  alignas(64) float panel[S::kDepth * kN];
+  for (int64_t j0 = 0; j0 < n; j0 += kN) {
+    const int cols = static_cast<int>(std::min<int64_t>(kN, n - j0));
+    if (b_transposed) {
+      pack_transposed<S>(b + j0 * ldb, ldb, kc, cols, panel);
+    } else {
+      pack_rows<S>(b + j0, ldb, kc, cols, panel);
+    }
+    Epilogue ej = e;
+    if (ej.bias != nullptr) ej.bias += j0;
+    if (ej.mask != nullptr) ej.mask += j0;
+    run_panel<S>(m, kc, a, lda, panel, c + j0, ldc, cols, first, last, ej);
+  }
+}
+
 // c (m x n, leading dim ldc) = A (m x k) · B (k x n) with the epilogue, on the calling thread,
-// added to c when `accumulate`. A(i, p) = a[i * lda + p], or with a_packed (S::kPackA only,
-// k <= S::kDepth) already in pack_a's layout; B(p, j) = b[p * ldb + j], or b[j * ldb + p] when
-// b_transposed. Depth blocks outermost, then panels of B, each packed once and run against
-// every row of A.
+// added to c when `accumulate`. A(i, p) = a[i * lda + p], m <= a tile's rows; B as gemm_block
+// takes it. Depth blocks of S::kDepth outermost; where S::kPackA each block of A is packed first.
 template <class S>
 void gemm_tile(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
                int64_t ldb, bool b_transposed, float* c, int64_t ldc, const Epilogue& e,
-               bool accumulate = false, bool a_packed = false) {
-  constexpr int kN = kNr<S>;
+               bool accumulate = false) {
   constexpr int64_t kKc = S::kDepth;
-  alignas(64) float panel[kKc * kN];
-  // The packed A of one depth block (only where S::kPackA; 1 float otherwise); m <= a tile's rows.
   constexpr int64_t kPackedRows = (kSimdTileRows + kMr - 1) / kMr * kMr;
-  alignas(64) float apack[S::kPackA ? kPackedRows * kKc : 1];
+  alignas(64) float apack[S::kPackA ? kPackedRows * kKc : 1];  // 1 float where unused
   // k == 0 still runs one empty block: the output is then the bias (or 0, or c unchanged).
   for (int64_t p0 = 0; p0 == 0 || p0 < k; p0 += kKc) {
     const int64_t kc = std::min(kKc, k - p0);
     const bool first = p0 == 0 && !accumulate, last = p0 + kKc >= k;
     const float* ap = a + p0;
     if constexpr (S::kPackA) {
-      if (!a_packed) {
-        pack_a<S>(ap, lda, m, kc, apack);
-        ap = apack;
-      }
+      pack_a<S>(ap, lda, m, kc, apack);
+      ap = apack;
     }
-    for (int64_t j0 = 0; j0 < n; j0 += kN) {
-      const int cols = static_cast<int>(std::min<int64_t>(kN, n - j0));
-      if (b_transposed) {
-        pack_transposed<S>(b + j0 * ldb + p0, ldb, kc, cols, panel);
-      } else {
-        pack_rows<S>(b + p0 * ldb + j0, ldb, kc, cols, panel);
-      }
-      Epilogue ej = e;
-      if (ej.bias != nullptr) ej.bias += j0;
-      if (ej.mask != nullptr) ej.mask += j0;
-      run_panel<S>(m, kc, ap, lda, panel, c + j0, ldc, cols, first, last, ej);
-    }
+    gemm_block<S>(m, n, kc, ap, lda, b_transposed ? b + p0 : b + p0 * ldb, ldb, b_transposed, c,
+                  ldc, first, last, e);
   }
 }
 
@@ -288,11 +295,13 @@ void simd_dense_backward(const float* dy, const float* x, const float* w, float*
       const int64_t kc = std::min(kDepth, n - p0);
       if constexpr (S::kPackA) {
         pack_dyt(dy + p0 * out + r0, out, kc, r1 - r0, dyt, dbt);
+        gemm_block<S>(r1 - r0, c1 - c0, kc, dyt, kc, x + p0 * in + c0, in, false,
+                      dw + r0 * in + c0, in, p0 == 0, p0 + kDepth >= n, Epilogue{});
       } else {
         transpose_block(dy + p0 * out + r0, out, kc, r1 - r0, dyt, kc, dbt);
+        gemm_tile<S>(r1 - r0, c1 - c0, kc, dyt, kc, x + p0 * in + c0, in, false,
+                     dw + r0 * in + c0, in, Epilogue{}, p0 > 0);
       }
-      gemm_tile<S>(r1 - r0, c1 - c0, kc, dyt, kc, x + p0 * in + c0, in, false, dw + r0 * in + c0,
-                   in, Epilogue{}, p0 > 0, S::kPackA);
     }
     report_dw_tile(dw, db, in, out, r0, r1, c0, c1);
   };
