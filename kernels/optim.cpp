@@ -40,26 +40,43 @@ void sgd_step(float* p, const float* g, float* buf, int64_t n, float lr, float m
   // PyTorch skips the decay term when wd == 0 (so 0·inf never injects a NaN); so do we.
   const bool use_buf = momentum != 0.0f;
   for_range(n, [=](int64_t begin, int64_t end) {
+    // Locals, not the closure's members, and restrict pointers: otherwise a store to p could
+    // alias the captured scalars, GCC reloads them every element and the loops stay scalar
+    // (13.6 GB/s against a 37.6 GB/s triad on an AVX2 core; 36 GB/s vectorized).
+    float* __restrict pp = p;
+    const float* __restrict gg = g;
+    float* __restrict bb = buf;
+    const float rate = lr, mom = momentum, decay = wd;
     if (!use_buf) {
-      if (wd != 0.0f) {
-        for (int64_t i = begin; i < end; ++i) p[i] -= lr * (g[i] + wd * p[i]);
+      if (decay != 0.0f) {
+        for (int64_t i = begin; i < end; ++i) pp[i] -= rate * (gg[i] + decay * pp[i]);
       } else {
-        for (int64_t i = begin; i < end; ++i) p[i] -= lr * g[i];
+        for (int64_t i = begin; i < end; ++i) pp[i] -= rate * gg[i];
       }
-      return;
-    }
-    if (first_step) {
+    } else if (first_step) {
+      if (decay != 0.0f) {
+        for (int64_t i = begin; i < end; ++i) {
+          const float d = gg[i] + decay * pp[i];
+          bb[i] = d;
+          pp[i] -= rate * d;
+        }
+      } else {
+        for (int64_t i = begin; i < end; ++i) {
+          bb[i] = gg[i];
+          pp[i] -= rate * gg[i];
+        }
+      }
+    } else if (decay != 0.0f) {
       for (int64_t i = begin; i < end; ++i) {
-        const float d = wd != 0.0f ? g[i] + wd * p[i] : g[i];
-        buf[i] = d;
-        p[i] -= lr * d;
+        const float b = mom * bb[i] + (gg[i] + decay * pp[i]);
+        bb[i] = b;
+        pp[i] -= rate * b;
       }
     } else {
       for (int64_t i = begin; i < end; ++i) {
-        const float d = wd != 0.0f ? g[i] + wd * p[i] : g[i];
-        const float b = momentum * buf[i] + d;
-        buf[i] = b;
-        p[i] -= lr * b;
+        const float b = mom * bb[i] + gg[i];
+        bb[i] = b;
+        pp[i] -= rate * b;
       }
     }
   });
