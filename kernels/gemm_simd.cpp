@@ -10,6 +10,7 @@
 // are applied to the accumulators before the last store (the bias added after the sum, as
 // nn.Linear does).
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -246,17 +247,22 @@ constexpr int64_t kDwDepth = 512;
 
 // dyᵀ's rows [0, m) (dy's columns, dy + lds·p + i) over kc rows of dy, straight into pack_a's
 // micro-panels (6 adjacent floats of each dy row per depth step: no transposition needed); and
-// colsum[0, m) += dy's rows, added in row order, unless colsum is nullptr.
-void pack_dyt(const float* dy, int64_t lds, int64_t kc, int64_t m, float* ap, float* colsum) {
-  for (int64_t i0 = 0; i0 < m; i0 += kMr) {
-    const int rows = static_cast<int>(std::min<int64_t>(kMr, m - i0));
-    float* dst = ap + i0 * kc;
-    for (int64_t p = 0; p < kc; ++p) {
-      const float* src = dy + p * lds + i0;
-      for (int i = 0; i < kMr; ++i) dst[p * kMr + i] = i < rows ? src[i] : 0.0f;
-      if (colsum != nullptr) {
-        for (int i = 0; i < rows; ++i) colsum[i0 + i] += src[i];
-      }
+// colsum[0, m) += dy's rows, added in row order, unless colsum is nullptr. Row by row, so each
+// dy row is read once, contiguously, and the column sums are one vector add per row.
+void pack_dyt(const float* dy, int64_t lds, int64_t kc, int64_t m, float* __restrict ap,
+              float* __restrict colsum) {
+  const int64_t whole = m / kMr * kMr;
+  for (int64_t p = 0; p < kc; ++p) {
+    const float* __restrict src = dy + p * lds;
+    for (int64_t i0 = 0; i0 < whole; i0 += kMr) {
+      std::memcpy(ap + i0 * kc + p * kMr, src + i0, kMr * sizeof(float));
+    }
+    if (whole < m) {
+      float* dst = ap + whole * kc + p * kMr;
+      for (int64_t i = 0; i < kMr; ++i) dst[i] = whole + i < m ? src[whole + i] : 0.0f;
+    }
+    if (colsum != nullptr) {
+      for (int64_t i = 0; i < m; ++i) colsum[i] += src[i];
     }
   }
 }
