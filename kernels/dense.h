@@ -1,9 +1,9 @@
 // Dense (fully connected) layer kernels in nn.Linear's row-major layout.
 // Every product is cut into fixed output tiles (independent of the thread count), each tile one
 // single-threaded engine call, so the bits do not depend on how many threads run. float goes
-// through the GEMM engine chosen at build time (TESSERA_GEMM: tessera's own AVX-512 microkernels,
-// oneDNN or Eigen); double always uses Eigen (gradient checks). Outputs must not alias inputs.
-// The AVX-512 and Eigen engines never allocate; oneDNN allocates a constant few small blocks
+// through the GEMM engine chosen at build time (TESSERA_GEMM: tessera's own microkernels in
+// AVX-512 or AVX2, oneDNN or Eigen); double always uses Eigen (gradient checks). Outputs must not
+// alias inputs. tessera's and the Eigen engines never allocate; oneDNN allocates a constant few small blocks
 // inside each primitive call (its execution context), none of them ours.
 #pragma once
 
@@ -40,7 +40,7 @@ template <class T>
 void dense_backward_relu(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n,
                          int64_t in, int64_t out);
 
-// The engine behind the float products: "avx512", "onednn" or "eigen".
+// The engine behind the float products: "avx512", "avx2", "onednn" or "eigen".
 const char* gemm_engine_name();
 
 // The engine behind the bf16 products ("avx512"), or "none" when bf16_unsupported_reason().
