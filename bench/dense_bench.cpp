@@ -40,8 +40,8 @@ double fma_chains_rate(V seed, Fma fma, int lanes) {
   constexpr long kSteps = 20'000'000;
   double best = 0.0;
   for (int rep = 0; rep < 5; ++rep) {
-    V acc[kChains];
-    for (int i = 0; i < kChains; ++i) acc[i] = fma(seed, seed, seed);  // distinct per rep only
+    V acc[kChains];  // distinct starting values, or the compiler merges the chains
+    acc[0] = seed;
     for (int i = 1; i < kChains; ++i) acc[i] = fma(acc[i - 1], seed, seed);
     timespec t0, t1;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);

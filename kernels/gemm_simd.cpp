@@ -39,6 +39,8 @@ constexpr int kNr = S::kLanes * S::kPanelVectors;
 
 // Rows of a packed micro-panel of A (S::kPackA): A's rows i0..i0+5 interleaved, a[p * 6 + i].
 constexpr int kMr = 6;
+// A tile's rows rounded up to whole micro-panels: the rows of a packed block of A.
+constexpr int64_t kPackedTileRows = (kSimdTileRows + kMr - 1) / kMr * kMr;
 
 // c (M x cols, leading dim ldc) = [c or 0] + A (M x kc) · panel (kc x lanes·NV, row stride
 // kNr), then the epilogue if `last`. A(i, p) is a[i * lda + p], or a[p * kMr + i] if kPacked.
@@ -138,7 +140,6 @@ void run_rows(int64_t m, int64_t kc, const float* a, int64_t lda, const float* p
 // ap[i0 * kc + p * kMr + i] for each i0 that is a multiple of kMr; the last micro-panel's rows
 // past m are 0. The broadcasts of a micro-panel then walk one stream, where rows of A read in
 // place are kMr streams, 4 KiB apart in a 1024-wide layer (one L1 set on an 8-way 32 KiB L1).
-template <class S>
 void pack_a(const float* a, int64_t lda, int64_t m, int64_t kc, float* ap) {
   for (int64_t i0 = 0; i0 < m; i0 += kMr) {
     const int rows = static_cast<int>(std::min<int64_t>(kMr, m - i0));
@@ -226,15 +227,14 @@ void gemm_tile(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, con
                int64_t ldb, bool b_transposed, float* c, int64_t ldc, const Epilogue& e,
                bool accumulate = false) {
   constexpr int64_t kKc = S::kDepth;
-  constexpr int64_t kPackedRows = (kSimdTileRows + kMr - 1) / kMr * kMr;
-  alignas(64) float apack[S::kPackA ? kPackedRows * kKc : 1];  // 1 float where unused
+  alignas(64) float apack[S::kPackA ? kPackedTileRows * kKc : 1];  // 1 float where unused
   // k == 0 still runs one empty block: the output is then the bias (or 0, or c unchanged).
   for (int64_t p0 = 0; p0 == 0 || p0 < k; p0 += kKc) {
     const int64_t kc = std::min(kKc, k - p0);
     const bool first = p0 == 0 && !accumulate, last = p0 + kKc >= k;
     const float* ap = a + p0;
     if constexpr (S::kPackA) {
-      pack_a<S>(ap, lda, m, kc, apack);
+      pack_a(ap, lda, m, kc, apack);
       ap = apack;
     }
     gemm_block<S>(m, n, kc, ap, lda, b_transposed ? b + p0 : b + p0 * ldb, ldb, b_transposed, c,
@@ -242,7 +242,8 @@ void gemm_tile(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, con
   }
 }
 
-// Depth blocks of the weight gradient's staged dyᵀ: 256 x 512 floats, 512 KiB of stack.
+// Depth blocks of the weight gradient's staged dyᵀ where A is read in place (AVX-512): 256 x 512
+// floats, 512 KiB of stack.
 constexpr int64_t kDwDepth = 512;
 
 // dyᵀ's rows [0, m) (dy's columns, dy + lds·p + i) over kc rows of dy, straight into pack_a's
@@ -291,7 +292,7 @@ void simd_dense_backward(const float* dy, const float* x, const float* w, float*
   // block of the product at a time.
   const auto dw_tile = [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     constexpr int64_t kDepth = S::kPackA ? S::kDepth : kDwDepth;
-    constexpr int64_t kRows = S::kPackA ? (kSimdTileRows + kMr - 1) / kMr * kMr : kSimdTileRows;
+    constexpr int64_t kRows = S::kPackA ? kPackedTileRows : kSimdTileRows;
     alignas(64) float dyt[kRows * kDepth];
     // The tile at column 0 sums the bias gradient in the staging pass, rows in order.
     float* dbt = db != nullptr && c0 == 0 ? db + r0 : nullptr;

@@ -2,7 +2,7 @@
 // bf16 copies: one 16 x 16 network on 32-bit elements in AVX-512 registers (compiled for AVX-512
 // by its target attribute whatever the build's baseline, for the bf16 engine, which checks the
 // CPU at run time), float blocks through it where the build targets AVX-512F, and an 8 x 8 float
-// transpose in AVX2 registers for AVX2 builds.
+// transpose in AVX2 registers for the AVX2 engine's packing.
 #pragma once
 
 #include <cstdint>
@@ -78,17 +78,11 @@ inline void transpose16(const float* s, int64_t lds, float* d, int64_t ldd,
 
 namespace tessera::kernels {
 
-// d (8 x 8, leading dim ldd) = s (8 x 8, leading dim lds) transposed, in ymm registers; and
-// colsum[0, 8) += s's rows, added in row order, unless colsum is nullptr.
-inline void transpose8(const float* s, int64_t lds, float* d, int64_t ldd,
-                       float* colsum = nullptr) {
+// d (8 x 8, leading dim ldd) = s (8 x 8, leading dim lds) transposed, in ymm registers (the AVX2
+// engine's packing of the forward's wᵀ).
+inline void transpose8(const float* s, int64_t lds, float* d, int64_t ldd) {
   __m256 r[8], t[8];
   for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(s + i * lds);
-  if (colsum != nullptr) {
-    __m256 sum = _mm256_loadu_ps(colsum);
-    for (int i = 0; i < 8; ++i) sum = _mm256_add_ps(sum, r[i]);
-    _mm256_storeu_ps(colsum, sum);
-  }
   for (int i = 0; i < 8; i += 2) {
     t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
     t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
@@ -112,30 +106,20 @@ inline void transpose8(const float* s, int64_t lds, float* d, int64_t ldd,
 namespace tessera::kernels {
 
 // dst (cols x rows, leading dim ldd) = src (rows x cols, leading dim lds) transposed, in 16 x 16
-// register blocks where they fit (AVX-512 builds; 8 x 8 in AVX2 builds); and colsum[0, cols) +=
-// src's rows, added in row order (the order of a plain loop over rows, so the same bits), unless
-// colsum is nullptr.
+// register blocks where they fit (AVX-512 builds); and colsum[0, cols) += src's rows, added in
+// row order (the order of a plain loop over rows, so the same bits), unless colsum is nullptr.
 inline void transpose_block(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst,
                             int64_t ldd, float* colsum = nullptr) {
   int64_t i = 0;
 #if defined(__AVX512F__)
-  constexpr int64_t kB = 16;
-#elif defined(__AVX2__)
-  constexpr int64_t kB = 8;
-#endif
-#if defined(__AVX512F__) || defined(__AVX2__)
-  for (; i + kB <= rows; i += kB) {
+  for (; i + 16 <= rows; i += 16) {
     int64_t j = 0;
-    for (; j + kB <= cols; j += kB) {
-      float* cs = colsum == nullptr ? nullptr : colsum + j;
-#if defined(__AVX512F__)
-      transpose16(src + i * lds + j, lds, dst + j * ldd + i, ldd, cs);
-#else
-      transpose8(src + i * lds + j, lds, dst + j * ldd + i, ldd, cs);
-#endif
+    for (; j + 16 <= cols; j += 16) {
+      transpose16(src + i * lds + j, lds, dst + j * ldd + i, ldd,
+                  colsum == nullptr ? nullptr : colsum + j);
     }
     for (; j < cols; ++j) {
-      for (int64_t ii = i; ii < i + kB; ++ii) {
+      for (int64_t ii = i; ii < i + 16; ++ii) {
         dst[j * ldd + ii] = src[ii * lds + j];
         if (colsum != nullptr) colsum[j] += src[ii * lds + j];
       }
