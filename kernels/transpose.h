@@ -100,6 +100,35 @@ inline void transpose8(const float* s, int64_t lds, float* d, int64_t ldd) {
   }
 }
 
+// d[c * 6 + i] = s[i * lds + c], i < 6, c < 8: 8 columns of 6 rows of s transposed into 6-float
+// groups (the AVX2 engine's packed micro-panels of A), through transpose8's network; rows from
+// `rows` on are read as 0 and not touched in s.
+inline void transpose6x8(const float* s, int64_t lds, int rows, float* d) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) {
+    r[i] = i < 6 && i < rows ? _mm256_loadu_ps(s + i * lds) : _mm256_setzero_ps();
+  }
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int h = 0; h < 8; h += 4) {
+    for (int q = 0; q < 2; ++q) {
+      r[h + 2 * q] = _mm256_shuffle_ps(t[h + q], t[h + q + 2], _MM_SHUFFLE(1, 0, 1, 0));
+      r[h + 2 * q + 1] = _mm256_shuffle_ps(t[h + q], t[h + q + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+  }
+  // Column 4l + c: rows 0..3 in lane l of r[c], rows 4 and 5 in the low half of lane l of r[4 + c].
+  for (int c = 0; c < 4; ++c) {
+    float* d0 = d + c * 6;
+    float* d1 = d + (c + 4) * 6;
+    _mm_storeu_ps(d0, _mm256_castps256_ps128(r[c]));
+    _mm_storel_pi(reinterpret_cast<__m64*>(d0 + 4), _mm256_castps256_ps128(r[4 + c]));
+    _mm_storeu_ps(d1, _mm256_extractf128_ps(r[c], 1));
+    _mm_storel_pi(reinterpret_cast<__m64*>(d1 + 4), _mm256_extractf128_ps(r[4 + c], 1));
+  }
+}
+
 }  // namespace tessera::kernels
 #endif
 
