@@ -42,6 +42,27 @@ constexpr int kMr = 6;
 // A tile's rows rounded up to whole micro-panels: the rows of a packed block of A.
 constexpr int64_t kPackedTileRows = (kSimdTileRows + kMr - 1) / kMr * kMr;
 
+// The register blocks over m rows of packed A: blocks of kMr rows, except that where m leaves 1
+// to 4 rows past them, the last 7 to 10 rows are two blocks of 3 to 5. A block of 4 rows or
+// fewer has too few accumulators (8 or less) to hide the FMA latency: the 4-row remainder of a
+// 256-row tile ran at half speed, 2.5% of a training step. Block q's micro-panel is still slot
+// q of the packed A (ap + q·kMr·kc), its rows padded with 0 to kMr.
+struct RowBlocks {
+  int64_t m, count, whole;  // whole: blocks of kMr rows at the start
+  explicit RowBlocks(int64_t rows) : m(rows) {
+    const int64_t full = m / kMr, rest = m % kMr;
+    const bool split = full > 0 && rest > 0 && rest < kMr - 1;
+    whole = split ? full - 1 : full;
+    count = full + (rest > 0 ? 1 : 0);
+  }
+  int64_t start(int64_t q) const {
+    return q <= whole ? q * kMr : whole * kMr + (m - whole * kMr + 1) / 2;
+  }
+  int rows(int64_t q) const {
+    return static_cast<int>((q + 1 < count ? start(q + 1) : m) - start(q));
+  }
+};
+
 // c (M x cols, leading dim ldc) = [c or 0] + A (M x kc) · panel (kc x lanes·NV, row stride
 // kNr), then the epilogue if `last`. A(i, p) is a[i * lda + p], or a[p * kMr + i] if kPacked.
 // cols <= lanes·NV.
@@ -109,6 +130,24 @@ void run_rows(int64_t m, int64_t kc, const float* a, int64_t lda, const float* p
     if (ei.mask != nullptr) ei.mask += i0 * ldc;
     return ei;
   };
+  if constexpr (kP) {
+    const RowBlocks blocks(m);
+    for (int64_t q = 0; q < blocks.count; ++q) {
+      const int64_t r = blocks.start(q);
+      const float* aq = a + q * kMr * kc;
+      float* cq = c + r * ldc;
+      const Epilogue eq = rows_from(r);
+      switch (blocks.rows(q)) {
+        case 1: microkernel<S, 1, NV, kP>(kc, aq, lda, panel, cq, ldc, cols, first, last, eq); break;
+        case 2: microkernel<S, 2, NV, kP>(kc, aq, lda, panel, cq, ldc, cols, first, last, eq); break;
+        case 3: microkernel<S, 3, NV, kP>(kc, aq, lda, panel, cq, ldc, cols, first, last, eq); break;
+        case 4: microkernel<S, 4, NV, kP>(kc, aq, lda, panel, cq, ldc, cols, first, last, eq); break;
+        case 5: microkernel<S, 5, NV, kP>(kc, aq, lda, panel, cq, ldc, cols, first, last, eq); break;
+        default: microkernel<S, kMr, NV, kP>(kc, aq, lda, panel, cq, ldc, cols, first, last, eq);
+      }
+    }
+    return;
+  }
   int64_t i0 = 0;
   for (; i0 + kM <= m; i0 += kM) {
     microkernel<S, kM, NV, kP>(kc, a_from(i0), lda, panel, c + i0 * ldc, ldc, cols, first, last,
@@ -136,17 +175,18 @@ void run_rows(int64_t m, int64_t kc, const float* a, int64_t lda, const float* p
   }
 }
 
-// A (m x kc, A(i, p) = a[i * lda + p]) in micro-panels of kMr rows: A(i0 + i, p) at
-// ap[i0 * kc + p * kMr + i] for each i0 that is a multiple of kMr; the last micro-panel's rows
-// past m are 0. The broadcasts of a micro-panel then walk one stream, where rows of A read in
-// place are kMr streams, 4 KiB apart in a 1024-wide layer (one L1 set on an 8-way 32 KiB L1).
-// In 6 x 8 register transposes: 22-26 GB/s, where the scalar loop ran at 2.8-6.4 (Zen 3).
+// A (m x kc, A(i, p) = a[i * lda + p]) in micro-panels of kMr rows, one per RowBlocks block q:
+// A(start(q) + i, p) at ap[q * kMr * kc + p * kMr + i]; rows past the block's are 0. The
+// broadcasts of a micro-panel then walk one stream, where rows of A read in place are kMr
+// streams, 4 KiB apart in a 1024-wide layer (one L1 set on an 8-way 32 KiB L1). In 6 x 8
+// register transposes: 22-26 GB/s, where the scalar loop ran at 2.8-6.4 (Zen 3).
 void pack_a(const float* a, int64_t lda, int64_t m, int64_t kc, float* ap) {
   static_assert(kMr == 6);  // transpose6x8's micro-panel height
-  for (int64_t i0 = 0; i0 < m; i0 += kMr) {
-    const int rows = static_cast<int>(std::min<int64_t>(kMr, m - i0));
-    float* dst = ap + i0 * kc;
-    const float* src = a + i0 * lda;
+  const RowBlocks blocks(m);
+  for (int64_t q = 0; q < blocks.count; ++q) {
+    const int rows = blocks.rows(q);
+    float* dst = ap + q * kMr * kc;
+    const float* src = a + blocks.start(q) * lda;
     int64_t p = 0;
     for (; p + 8 <= kc; p += 8) transpose6x8(src + p, lda, rows, dst + p * kMr);
     for (; p < kc; ++p) {
@@ -275,15 +315,18 @@ constexpr int64_t kDwDepth = 512;
 // dy row is read once, contiguously, and the column sums are one vector add per row.
 void pack_dyt(const float* dy, int64_t lds, int64_t kc, int64_t m, float* __restrict ap,
               float* __restrict colsum) {
-  const int64_t whole = m / kMr * kMr;
+  const RowBlocks blocks(m);
+  const int64_t whole = blocks.whole * kMr;  // rows in whole blocks
   for (int64_t p = 0; p < kc; ++p) {
     const float* __restrict src = dy + p * lds;
     for (int64_t i0 = 0; i0 < whole; i0 += kMr) {
       std::memcpy(ap + i0 * kc + p * kMr, src + i0, kMr * sizeof(float));
     }
-    if (whole < m) {
-      float* dst = ap + whole * kc + p * kMr;
-      for (int64_t i = 0; i < kMr; ++i) dst[i] = whole + i < m ? src[whole + i] : 0.0f;
+    for (int64_t q = blocks.whole; q < blocks.count; ++q) {
+      const int64_t r = blocks.start(q);
+      const int rows = blocks.rows(q);
+      float* dst = ap + q * kMr * kc + p * kMr;
+      for (int i = 0; i < kMr; ++i) dst[i] = i < rows ? src[r + i] : 0.0f;
     }
     if (colsum != nullptr) {
       for (int64_t i = 0; i < m; ++i) colsum[i] += src[i];
