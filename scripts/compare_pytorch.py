@@ -13,7 +13,9 @@ PyTorch runs in the strongest setup measured in ../shared/LIMITS.md: AVX-512 Ope
 (OPENBLAS_CORETYPE unset), no per-step fresh pages (GLIBC_TUNABLES mmap/trim thresholds) and,
 for two threads, OMP_WAIT_POLICY=PASSIVE. Its data is a tensor in memory; tessera reads every
 batch from the HDF5 file. Each figure is the median over --repeats runs of the median
-steady-state samples/s (first 20 steps excluded). Both run pinned to the same cores (taskset).
+steady-state samples/s (first 20 steps excluded); each repeat runs every tessera layout and then
+PyTorch, so the load of the moment hits both, and the per-repeat ratios are printed too. Both run
+pinned to the same cores (taskset).
 Both read the rows in file order by default (PyTorch slices its tensor, tessera trains with
 data.shuffle = false); --shuffle makes both shuffle: PyTorch gathers each batch from a new
 permutation every epoch (as a shuffling DataLoader does), tessera keeps data.shuffle = true and
@@ -173,14 +175,20 @@ def main():
         print(f"{'cores':>5}  {'tessera layout':>15}  {'precision':>9}  {'tessera':>10}  {'pytorch':>10}  {'ratio':>6}")
         for cores in a.cores:
             layouts = [(1, 1)] if cores == 1 else [(1, cores), (cores, 1)]
-            best, best_layout = 0.0, None
-            for ranks, threads in layouts:
-                # Precisions interleaved within each repeat, so that both see the same load.
-                runs = {p: [] for p in a.precision}
-                for _ in range(a.repeats):
+            # Every layout and precision of tessera and PyTorch in turn within each repeat, so
+            # that the load of the moment (another tenant shares these cores) hits all alike.
+            runs = {(l, p): [] for l in layouts for p in a.precision}
+            torch_runs = []
+            for _ in range(a.repeats):
+                for (ranks, threads) in layouts:
                     for p in a.precision:
-                        runs[p].append(run_tessera(a.tessera, ranks, threads, a.steps, a.batch, config, work, p))
-                rates = {p: statistics.median(v) for p, v in runs.items()}
+                        runs[((ranks, threads), p)].append(
+                            run_tessera(a.tessera, ranks, threads, a.steps, a.batch, config, work, p))
+                if not a.no_torch:
+                    torch_runs.append(run_torch(cores, a.steps, a.batch, data, a.shuffle))
+            best, best_layout = 0.0, None
+            for (ranks, threads) in layouts:
+                rates = {p: statistics.median(runs[((ranks, threads), p)]) for p in a.precision}
                 for p, r in rates.items():
                     extra = f"  {'bf16/fp32':>10}  {r / rates['fp32']:>6.2f}" if p != "fp32" else ""
                     print(f"{cores:>5}  {f'{ranks} rank x {threads} thr':>15}  {p:>9}  {r:>10,.0f}{extra}")
@@ -188,9 +196,13 @@ def main():
                     best, best_layout = rates["fp32"], (ranks, threads)
             if a.no_torch:
                 continue
-            t = statistics.median(run_torch(cores, a.steps, a.batch, data, a.shuffle) for _ in range(a.repeats))
+            t = statistics.median(torch_runs)
+            paired = [x / y for x, y in zip(runs[(best_layout, "fp32")], torch_runs)]
             print(f"{cores:>5}  {f'best {best_layout[0]}x{best_layout[1]}':>15}  {'fp32':>9}  {best:>10,.0f}  {t:>10,.0f}  "
                   f"{best / t:>6.2f}")
+            print(f"{'':>5}  runs: tessera {', '.join(f'{v:,.0f}' for v in runs[(best_layout, 'fp32')])}; "
+                  f"PyTorch {', '.join(f'{v:,.0f}' for v in torch_runs)}; "
+                  f"ratio per repeat {', '.join(f'{r:.2f}' for r in paired)}")
         if a.ddp:
             # Alternating runs, so that machine noise hits both alike; ratios are of medians.
             tess, ddp = [], []
