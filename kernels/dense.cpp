@@ -151,21 +151,27 @@ void eigen_dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* 
 #if defined(TESSERA_GEMM_ENGINE_AVX512)
 const char* gemm_engine_name() { return "avx512"; }
 int64_t dense_tile_rows() { return kSimdTileRows; }
+int64_t dense_tile_stack_bytes() { return avx512_tile_stack_bytes(); }
 constexpr auto* float_forward = &avx512_dense_forward;
 constexpr auto* float_backward = &avx512_dense_backward;
 #elif defined(TESSERA_GEMM_ENGINE_AVX2)
 const char* gemm_engine_name() { return "avx2"; }
 int64_t dense_tile_rows() { return kSimdTileRows; }
+int64_t dense_tile_stack_bytes() { return avx2_tile_stack_bytes(); }
 constexpr auto* float_forward = &avx2_dense_forward;
 constexpr auto* float_backward = &avx2_dense_backward;
 #elif defined(TESSERA_GEMM_ENGINE_ONEDNN)
 const char* gemm_engine_name() { return "onednn"; }
 int64_t dense_tile_rows() { return kOneDnnDwTileRows; }
+int64_t dense_tile_stack_bytes() { return 0; }  // oneDNN packs on its heap
 constexpr auto* float_forward = &onednn_dense_forward;
 constexpr auto* float_backward = &onednn_dense_backward;
 #else
 const char* gemm_engine_name() { return "eigen"; }
 int64_t dense_tile_rows() { return kTileRows; }
+int64_t dense_tile_stack_bytes() {
+  return static_cast<int64_t>(sizeof(float)) * (GemmBlocking<float>::kPanelA + GemmBlocking<float>::kPanelB);
+}
 constexpr auto* float_forward = &eigen_dense_forward<float>;
 constexpr auto* float_backward = &eigen_dense_backward<float>;
 #endif

@@ -46,6 +46,11 @@ const char* gemm_engine_name();
 // The engine behind the bf16 products ("avx512"), or "none" when bf16_unsupported_reason().
 const char* bf16_engine_name();
 
+// Bytes of stack a float product's tile takes on the thread that runs it, at most (its packed
+// panels; the bf16 engine's tiles take less). oneTBB workers have 4 MiB; the main thread, which
+// also runs tiles, has what `ulimit -s` gives it.
+int64_t dense_tile_stack_bytes();
+
 // Rows of the fixed weight-gradient tiles of the float and bf16 products (the engine's): the
 // weight gradient dw (out, in) becomes final in blocks of this many rows, each reported to the
 // installed TileObserver (kernels/tile_observer.h) as its tiles finish.

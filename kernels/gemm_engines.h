@@ -56,6 +56,10 @@ void avx512_dense_forward(const float* x, const float* w, const float* b, float*
                           int64_t in, int64_t out, bool relu);
 void avx512_dense_backward(const float* dy, const float* x, const float* w, float* dw, float* db,
                            float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx = false);
+// Bytes of stack one tile of each width's products takes on its thread (packed panels), 0
+// where the width is not built.
+int64_t avx512_tile_stack_bytes();
+int64_t avx2_tile_stack_bytes();
 bool avx2_available();
 void avx2_dense_forward(const float* x, const float* w, const float* b, float* y, int64_t n,
                         int64_t in, int64_t out, bool relu);

@@ -390,6 +390,16 @@ void simd_dense_backward(const float* dy, const float* x, const float* w, float*
             });
 }
 
+// The stack buffers one tile takes: gemm_tile's packed A (where packed) and gemm_block's
+// panels, or the weight gradient's staged dyᵀ and gemm_block's panels.
+template <class S>
+constexpr int64_t tile_stack_bytes() {
+  const int64_t panels = S::kPackGroup * S::kDepth * kNr<S>;
+  const int64_t apack = S::kPackA ? kPackedTileRows * S::kDepth : 1;
+  const int64_t dyt = S::kPackA ? kPackedTileRows * S::kDepth : kSimdTileRows * kDwDepth;
+  return static_cast<int64_t>(sizeof(float)) * (panels + std::max(apack, dyt));
+}
+
 }  // namespace
 }  // namespace tessera::kernels
 
@@ -406,6 +416,7 @@ namespace tessera::kernels {
 
 #if defined(__AVX512F__)
 bool avx512_available() { return true; }
+int64_t avx512_tile_stack_bytes() { return tile_stack_bytes<simd::Avx512>(); }
 void avx512_dense_forward(const float* x, const float* w, const float* b, float* y, int64_t n,
                           int64_t in, int64_t out, bool relu) {
   simd_dense_forward<simd::Avx512>(x, w, b, y, n, in, out, relu);
@@ -416,6 +427,7 @@ void avx512_dense_backward(const float* dy, const float* x, const float* w, floa
 }
 #else
 bool avx512_available() { return false; }
+int64_t avx512_tile_stack_bytes() { return 0; }
 void avx512_dense_forward(const float*, const float*, const float*, float*, int64_t, int64_t,
                           int64_t, bool) {
   not_built("AVX-512F");
@@ -428,6 +440,7 @@ void avx512_dense_backward(const float*, const float*, const float*, float*, flo
 
 #if defined(__AVX2__) && defined(__FMA__)
 bool avx2_available() { return true; }
+int64_t avx2_tile_stack_bytes() { return tile_stack_bytes<simd::Avx2>(); }
 void avx2_dense_forward(const float* x, const float* w, const float* b, float* y, int64_t n,
                         int64_t in, int64_t out, bool relu) {
   simd_dense_forward<simd::Avx2>(x, w, b, y, n, in, out, relu);
@@ -438,6 +451,7 @@ void avx2_dense_backward(const float* dy, const float* x, const float* w, float*
 }
 #else
 bool avx2_available() { return false; }
+int64_t avx2_tile_stack_bytes() { return 0; }
 void avx2_dense_forward(const float*, const float*, const float*, float*, int64_t, int64_t,
                         int64_t, bool) {
   not_built("AVX2 and FMA");

@@ -1,6 +1,7 @@
 // tessera: the composition root. Dispatches subcommands; any error on any rank prints one line
 // `tessera: error: [rank R] ...` and stops every rank with the error's exit code (MPI_Abort),
 // because a lone exiting rank would leave the others waiting in a collective forever.
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include "core/cli/commands.h"
 #include "core/error.h"
 #include "distributed/mpi_communicator.h"
+#include "kernels/dense.h"
 
 namespace {
 
@@ -27,6 +29,20 @@ constexpr const char* kUsage =
     "  --version\n"
     "Run under mpirun -np N for N data-parallel ranks.";
 
+// The main thread runs tiles of the products too, on the stack `ulimit -s` gives it: refuse
+// before any work starts rather than overflow it in the first step (a SIGSEGV).
+void check_stack_limit() {
+  rlimit r{};
+  if (getrlimit(RLIMIT_STACK, &r) != 0 || r.rlim_cur == RLIM_INFINITY) return;
+  constexpr int64_t kCallChain = 256 * 1024;  // the frames above a tile: trainer, oneTBB, HDF5
+  const int64_t need = tessera::kernels::dense_tile_stack_bytes() + kCallChain;
+  if (static_cast<int64_t>(r.rlim_cur) >= need) return;
+  throw tessera::ConfigError(
+      "the stack limit (ulimit -s) is " + std::to_string(r.rlim_cur / 1024) + " KiB; tessera's " +
+      tessera::kernels::gemm_engine_name() + " GEMM engine needs " + std::to_string(need / 1024) +
+      " KiB on the main thread, which runs tiles of the products: raise it (ulimit -s 8192)");
+}
+
 int dispatch(const std::vector<std::string>& argv, tessera::Communicator& comm) {
   using namespace tessera::cli;
   if (argv.empty() || argv[0] == "--help" || argv[0] == "-h" || argv[0] == "help") {
@@ -38,6 +54,7 @@ int dispatch(const std::vector<std::string>& argv, tessera::Communicator& comm) 
     return 0;
   }
   const std::vector<std::string> rest(argv.begin() + 1, argv.end());
+  if (argv[0] == "train" || argv[0] == "eval" || argv[0] == "predict") check_stack_limit();
   if (argv[0] == "train") return train_command(rest, comm);
   if (argv[0] == "eval") return eval_command(rest, comm);
   if (argv[0] == "predict") return predict_command(rest, comm);

@@ -19,6 +19,9 @@ expect_exit 2 "config key 'train.batch_size'.*smaller than the 4 ranks" 4 train 
 printf '[data\ntrain = 1\n' > broken.toml
 expect_exit 2 "broken.toml:1:.*invalid TOML" 2 train broken.toml
 expect_exit 2 "unknown option --bogus" 2 train c.toml --bogus
+# A stack limit below what a product tile takes on the main thread: refused up front (it would
+# be a SIGSEGV in the first step). 512 KiB is below every engine's need (eigen 640 KiB).
+(ulimit -s 512 && expect_exit 2 "stack limit \(ulimit -s\) is 512 KiB; .* GEMM engine needs [0-9]+ KiB" 2 train c.toml)
 
 # Data errors: exit 3, naming file, dataset and row.
 echo "not hdf5" > text.h5
