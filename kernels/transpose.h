@@ -78,22 +78,28 @@ inline void transpose16(const float* s, int64_t lds, float* d, int64_t ldd,
 
 namespace tessera::kernels {
 
-// d (8 x 8, leading dim ldd) = s (8 x 8, leading dim lds) transposed, in ymm registers (the AVX2
-// engine's packing of the forward's wᵀ).
-inline void transpose8(const float* s, int64_t lds, float* d, int64_t ldd) {
-  __m256 r[8], t[8];
-  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(s + i * lds);
+// In place: r[h + c], h = 0 or 4, c < 4, then holds in its 128-bit lane l rows h..h+3 of
+// column 4l + c of the 8 x 8 matrix whose row i was r[i].
+inline void transpose8_lanes(__m256 r[8]) {
+  __m256 t[8];
   for (int i = 0; i < 8; i += 2) {
     t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
     t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
   }
-  // Then r[h + c], h = 0 or 4, holds in its 128-bit lane l rows h..h+3 of column 4l + c.
   for (int h = 0; h < 8; h += 4) {
     for (int q = 0; q < 2; ++q) {
       r[h + 2 * q] = _mm256_shuffle_ps(t[h + q], t[h + q + 2], _MM_SHUFFLE(1, 0, 1, 0));
       r[h + 2 * q + 1] = _mm256_shuffle_ps(t[h + q], t[h + q + 2], _MM_SHUFFLE(3, 2, 3, 2));
     }
   }
+}
+
+// d (8 x 8, leading dim ldd) = s (8 x 8, leading dim lds) transposed, in ymm registers (the AVX2
+// engine's packing of the forward's wᵀ).
+inline void transpose8(const float* s, int64_t lds, float* d, int64_t ldd) {
+  __m256 r[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(s + i * lds);
+  transpose8_lanes(r);
   for (int c = 0; c < 4; ++c) {
     _mm256_storeu_ps(d + c * ldd, _mm256_permute2f128_ps(r[c], r[4 + c], 0x20));
     _mm256_storeu_ps(d + (c + 4) * ldd, _mm256_permute2f128_ps(r[c], r[4 + c], 0x31));
@@ -104,20 +110,11 @@ inline void transpose8(const float* s, int64_t lds, float* d, int64_t ldd) {
 // groups (the AVX2 engine's packed micro-panels of A), through transpose8's network; rows from
 // `rows` on are read as 0 and not touched in s.
 inline void transpose6x8(const float* s, int64_t lds, int rows, float* d) {
-  __m256 r[8], t[8];
+  __m256 r[8];
   for (int i = 0; i < 8; ++i) {
     r[i] = i < 6 && i < rows ? _mm256_loadu_ps(s + i * lds) : _mm256_setzero_ps();
   }
-  for (int i = 0; i < 8; i += 2) {
-    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-  }
-  for (int h = 0; h < 8; h += 4) {
-    for (int q = 0; q < 2; ++q) {
-      r[h + 2 * q] = _mm256_shuffle_ps(t[h + q], t[h + q + 2], _MM_SHUFFLE(1, 0, 1, 0));
-      r[h + 2 * q + 1] = _mm256_shuffle_ps(t[h + q], t[h + q + 2], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-  }
+  transpose8_lanes(r);
   // Column 4l + c: rows 0..3 in lane l of r[c], rows 4 and 5 in the low half of lane l of r[4 + c].
   for (int c = 0; c < 4; ++c) {
     float* d0 = d + c * 6;
