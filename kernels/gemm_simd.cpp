@@ -42,6 +42,22 @@ constexpr int kMr = 6;
 // A tile's rows rounded up to whole micro-panels: the rows of a packed block of A.
 constexpr int64_t kPackedTileRows = (kSimdTileRows + kMr - 1) / kMr * kMr;
 
+// Depth blocks of the weight gradient's staged dyᵀ where A is read in place (AVX-512): 256 x 512
+// floats, 512 KiB of stack.
+constexpr int64_t kDwDepth = 512;
+
+// A tile's stack buffers, in floats (tile_stack_bytes adds them up): gemm_block's panels of B,
+// gemm_tile's packed A (1 float where A is read in place), and the weight gradient's staged dyᵀ,
+// kDwStageDepth deep.
+template <class S>
+constexpr int64_t kPanelFloats = S::kPackGroup * S::kDepth * kNr<S>;
+template <class S>
+constexpr int64_t kPackedAFloats = S::kPackA ? kPackedTileRows * S::kDepth : 1;
+template <class S>
+constexpr int64_t kDwStageDepth = S::kPackA ? S::kDepth : kDwDepth;
+template <class S>
+constexpr int64_t kDwStageFloats = (S::kPackA ? kPackedTileRows : kSimdTileRows) * kDwStageDepth<S>;
+
 // The register blocks over m rows of packed A: blocks of kMr rows, except that where m leaves 1
 // to 4 rows past them, the last 7 to 10 rows are two blocks of 3 to 5. A block of 4 rows or
 // fewer has too few accumulators (8 or less) to hide the FMA latency: the 4-row remainder of a
@@ -116,62 +132,48 @@ void microkernel(int64_t kc, const float* a, int64_t lda, const float* panel, fl
 template <class S, int NV>
 constexpr int kRowsFor = NV == S::kPanelVectors || S::kPackA ? kMr : 12;
 
-// The m x cols block at c through the microkernel of width NV, kRowsFor rows at a time. A is
-// a (leading dim lda), or with S::kPackA packed by pack_a (lda unused).
+// The m x cols block at c through the microkernel of width NV: A read in place (leading dim lda)
+// kRowsFor rows at a time, or with S::kPackA packed by pack_a, in RowBlocks' blocks (lda unused).
 template <class S, int NV>
 void run_rows(int64_t m, int64_t kc, const float* a, int64_t lda, const float* panel, float* c,
               int64_t ldc, int cols, bool first, bool last, const Epilogue& e) {
   constexpr int kM = kRowsFor<S, NV>;
   constexpr bool kP = S::kPackA;
-  // A's rows from i0 on, and their epilogue.
-  const auto a_from = [&](int64_t i0) { return kP ? a + i0 * kc : a + i0 * lda; };
-  const auto rows_from = [&](int64_t i0) {
-    Epilogue ei = e;
-    if (ei.mask != nullptr) ei.mask += i0 * ldc;
-    return ei;
+  // The epilogue of the rows from r on.
+  const auto rows_from = [&](int64_t r) {
+    Epilogue er = e;
+    if (er.mask != nullptr) er.mask += r * ldc;
+    return er;
+  };
+  // One block of 1 to kMr rows, A from ai, output and mask from row r.
+  const auto block = [&](int rows, const float* ai, int64_t r) {
+    float* cr = c + r * ldc;
+    const Epilogue er = rows_from(r);
+    switch (rows) {
+      case 1: microkernel<S, 1, NV, kP>(kc, ai, lda, panel, cr, ldc, cols, first, last, er); break;
+      case 2: microkernel<S, 2, NV, kP>(kc, ai, lda, panel, cr, ldc, cols, first, last, er); break;
+      case 3: microkernel<S, 3, NV, kP>(kc, ai, lda, panel, cr, ldc, cols, first, last, er); break;
+      case 4: microkernel<S, 4, NV, kP>(kc, ai, lda, panel, cr, ldc, cols, first, last, er); break;
+      case 5: microkernel<S, 5, NV, kP>(kc, ai, lda, panel, cr, ldc, cols, first, last, er); break;
+      default: microkernel<S, kMr, NV, kP>(kc, ai, lda, panel, cr, ldc, cols, first, last, er);
+    }
   };
   if constexpr (kP) {
     const RowBlocks blocks(m);
-    for (int64_t q = 0; q < blocks.count; ++q) {
-      const int64_t r = blocks.start(q);
-      const float* aq = a + q * kMr * kc;
-      float* cq = c + r * ldc;
-      const Epilogue eq = rows_from(r);
-      switch (blocks.rows(q)) {
-        case 1: microkernel<S, 1, NV, kP>(kc, aq, lda, panel, cq, ldc, cols, first, last, eq); break;
-        case 2: microkernel<S, 2, NV, kP>(kc, aq, lda, panel, cq, ldc, cols, first, last, eq); break;
-        case 3: microkernel<S, 3, NV, kP>(kc, aq, lda, panel, cq, ldc, cols, first, last, eq); break;
-        case 4: microkernel<S, 4, NV, kP>(kc, aq, lda, panel, cq, ldc, cols, first, last, eq); break;
-        case 5: microkernel<S, 5, NV, kP>(kc, aq, lda, panel, cq, ldc, cols, first, last, eq); break;
-        default: microkernel<S, kMr, NV, kP>(kc, aq, lda, panel, cq, ldc, cols, first, last, eq);
-      }
+    for (int64_t q = 0; q < blocks.count; ++q) block(blocks.rows(q), a + q * kMr * kc, blocks.start(q));
+  } else {
+    int64_t i0 = 0;
+    for (; i0 + kM <= m; i0 += kM) {
+      microkernel<S, kM, NV, kP>(kc, a + i0 * lda, lda, panel, c + i0 * ldc, ldc, cols, first,
+                                 last, rows_from(i0));
     }
-    return;
-  }
-  int64_t i0 = 0;
-  for (; i0 + kM <= m; i0 += kM) {
-    microkernel<S, kM, NV, kP>(kc, a_from(i0), lda, panel, c + i0 * ldc, ldc, cols, first, last,
-                               rows_from(i0));
-  }
-  if (i0 == m) return;
-  // The last rows in one block of their own height (a 256-row tile leaves 4).
-  const float* ai = a_from(i0);
-  float* ci = c + i0 * ldc;
-  const Epilogue ei = rows_from(i0);
-  switch (m - i0) {
-    case 1: microkernel<S, 1, NV, kP>(kc, ai, lda, panel, ci, ldc, cols, first, last, ei); break;
-    case 2: microkernel<S, 2, NV, kP>(kc, ai, lda, panel, ci, ldc, cols, first, last, ei); break;
-    case 3: microkernel<S, 3, NV, kP>(kc, ai, lda, panel, ci, ldc, cols, first, last, ei); break;
-    case 4: microkernel<S, 4, NV, kP>(kc, ai, lda, panel, ci, ldc, cols, first, last, ei); break;
-    case 5: microkernel<S, 5, NV, kP>(kc, ai, lda, panel, ci, ldc, cols, first, last, ei); break;
-    default:  // 6 to 11 rows after blocks of 12, one at a time (12-row blocks read A in place)
-      if constexpr (kM > kMr) {
-        static_assert(!kP);
-        for (; i0 < m; ++i0) {
-          microkernel<S, 1, NV, false>(kc, a + i0 * lda, lda, panel, c + i0 * ldc, ldc, cols,
-                                       first, last, rows_from(i0));
-        }
-      }
+    // The last rows in one block of their own height (a 256-row tile leaves 4), or after blocks
+    // of 12, 6 to 11 rows one at a time.
+    if (m - i0 < kMr) {
+      if (i0 < m) block(static_cast<int>(m - i0), a + i0 * lda, i0);
+    } else {
+      for (; i0 < m; ++i0) block(1, a + i0 * lda, i0);
+    }
   }
 }
 
@@ -259,7 +261,7 @@ void gemm_block(int64_t m, int64_t n, int64_t kc, const float* a, int64_t lda, c
                 const Epilogue& e) {
   constexpr int kN = kNr<S>;
   constexpr int kG = S::kPackGroup;
-  alignas(64) float panel[kG * S::kDepth * kN];
+  alignas(64) float panel[kPanelFloats<S>];
   for (int64_t j0 = 0; j0 < n; j0 += kG * kN) {
     const int cols = static_cast<int>(std::min<int64_t>(kG * kN, n - j0));
     const int groups = (cols + kN - 1) / kN;
@@ -290,7 +292,7 @@ void gemm_tile(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, con
                int64_t ldb, bool b_transposed, float* c, int64_t ldc, const Epilogue& e,
                bool accumulate = false) {
   constexpr int64_t kKc = S::kDepth;
-  alignas(64) float apack[S::kPackA ? kPackedTileRows * kKc : 1];  // 1 float where unused
+  alignas(64) float apack[kPackedAFloats<S>];
   // k == 0 still runs one empty block: the output is then the bias (or 0, or c unchanged).
   for (int64_t p0 = 0; p0 == 0 || p0 < k; p0 += kKc) {
     const int64_t kc = std::min(kKc, k - p0);
@@ -304,10 +306,6 @@ void gemm_tile(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, con
                   ldc, first, last, e);
   }
 }
-
-// Depth blocks of the weight gradient's staged dyᵀ where A is read in place (AVX-512): 256 x 512
-// floats, 512 KiB of stack.
-constexpr int64_t kDwDepth = 512;
 
 // dyᵀ's rows [0, m) (dy's columns, dy + lds·p + i) over kc rows of dy, straight into pack_a's
 // micro-panels (6 adjacent floats of each dy row per depth step: no transposition needed); and
@@ -357,9 +355,8 @@ void simd_dense_backward(const float* dy, const float* x, const float* w, float*
   // Where the engine packs A (AVX2), dyᵀ is staged straight into packed micro-panels, one depth
   // block of the product at a time.
   const auto dw_tile = [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-    constexpr int64_t kDepth = S::kPackA ? S::kDepth : kDwDepth;
-    constexpr int64_t kRows = S::kPackA ? kPackedTileRows : kSimdTileRows;
-    alignas(64) float dyt[kRows * kDepth];
+    constexpr int64_t kDepth = kDwStageDepth<S>;
+    alignas(64) float dyt[kDwStageFloats<S>];
     // The tile at column 0 sums the bias gradient in the staging pass, rows in order.
     float* dbt = db != nullptr && c0 == 0 ? db + r0 : nullptr;
     if (dbt != nullptr) std::fill(dbt, dbt + (r1 - r0), 0.0f);
@@ -390,14 +387,12 @@ void simd_dense_backward(const float* dy, const float* x, const float* w, float*
             });
 }
 
-// The stack buffers one tile takes: gemm_tile's packed A (where packed) and gemm_block's
-// panels, or the weight gradient's staged dyᵀ and gemm_block's panels.
+// The stack one tile takes: gemm_block's panels under gemm_tile's packed A (forward, dX) or under
+// the weight gradient's staged dyᵀ (and, where A is read in place, gemm_tile's packed A too).
 template <class S>
 constexpr int64_t tile_stack_bytes() {
-  const int64_t panels = S::kPackGroup * S::kDepth * kNr<S>;
-  const int64_t apack = S::kPackA ? kPackedTileRows * S::kDepth : 1;
-  const int64_t dyt = S::kPackA ? kPackedTileRows * S::kDepth : kSimdTileRows * kDwDepth;
-  return static_cast<int64_t>(sizeof(float)) * (panels + std::max(apack, dyt));
+  const int64_t dw = kDwStageFloats<S> + (S::kPackA ? 0 : kPackedAFloats<S>);
+  return static_cast<int64_t>(sizeof(float)) * (kPanelFloats<S> + std::max(kPackedAFloats<S>, dw));
 }
 
 }  // namespace
