@@ -20,6 +20,7 @@
 #include "kernels/activation.h"
 #include "kernels/gemm_engines.h"
 #include "tests/kernels/kernel_test_util.h"
+#include "tests/kernels/tile_reports.h"
 
 #include "tests/malloc_count.h"
 
@@ -27,7 +28,9 @@ namespace tessera::kernels {
 namespace {
 
 using test::bitwise_equal;
+using test::expect_reports_final_once;
 using test::random_vector;
+using test::TileRecorder;
 using test::with_threads;
 
 struct Shape {
@@ -345,6 +348,44 @@ TEST(Dense, BackwardWithoutInputsStillWritesBiasGradient) {
   dense_backward(dy.data(), static_cast<const float*>(nullptr), static_cast<const float*>(nullptr),
                  static_cast<float*>(nullptr), db.data(), static_cast<float*>(nullptr), n, in, out);
   EXPECT_TRUE(bitwise_equal(db, want)) << "dense_backward";
+}
+
+// The float weight-gradient tiles report each dW and db element exactly once, final, in
+// blocks of the engine's tile rows (the gradient reducer's units), whatever tiles the engine
+// runs: the AVX-512 engine runs 512-row dW tiles where every thread still gets one and
+// reports them in halves. 1100 rows make 512-row tiles with a short last one; 4 threads take
+// the AVX-512 engine back to 256-row tiles.
+TEST(Dense, ReportsFinalWeightGradientTiles) {
+  using Backward = void (*)(const float*, const float*, const float*, float*, float*, float*,
+                            int64_t, int64_t, int64_t, bool);
+  std::vector<std::tuple<const char*, Backward, int64_t>> engines = {
+      {"dense_backward_relu",
+       [](const float* dy, const float* x, const float* w, float* dw, float* db, float* dx,
+          int64_t n, int64_t in, int64_t out, bool) {
+         dense_backward_relu(dy, x, w, dw, db, dx, n, in, out);
+       },
+       dense_tile_rows()}};
+  for (const SimdEngine& e : simd_engines()) engines.push_back({e.name, e.backward, kSimdTileRows});
+  for (const Shape s : {Shape{129, 1024 + 33, 1100}, Shape{300, 70, 520}, Shape{7, 33, 10}}) {
+    const DenseInputs<float> d(s);
+    for (auto [name, backward, tile_rows] : engines) {
+      for (int threads : {1, 2, 4}) {
+        SCOPED_TRACE(testing::Message() << name << " n=" << s.n << " in=" << s.in
+                                        << " out=" << s.out << " threads=" << threads);
+        std::vector<float> dw(s.out * s.in), db(s.out), dx(s.n * s.in);
+        TileRecorder rec;
+        {
+          ObserveTiles guard(rec);
+          with_threads(threads, [&] {
+            backward(d.dy.data(), d.x.data(), d.w.data(), dw.data(), db.data(), dx.data(), s.n,
+                     s.in, s.out, true);
+          });
+        }
+        expect_reports_final_once(rec, dw, db, s.in, s.out, tile_rows);
+        if (HasFatalFailure()) return;
+      }
+    }
+  }
 }
 
 TEST(Dense, EigenFloatMatchesReferenceAndThreadCountInvariant) {

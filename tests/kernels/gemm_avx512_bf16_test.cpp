@@ -7,7 +7,6 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
-#include <mutex>
 #include <stdexcept>
 #include <vector>
 
@@ -15,6 +14,7 @@
 #include "kernels/gemm_engines.h"
 #include "kernels/tile_observer.h"
 #include "tests/kernels/kernel_test_util.h"
+#include "tests/kernels/tile_reports.h"
 
 #include "tests/malloc_count.h"
 
@@ -22,7 +22,9 @@ namespace tessera::kernels {
 namespace {
 
 using test::bitwise_equal;
+using test::expect_reports_final_once;
 using test::random_vector;
+using test::TileRecorder;
 using test::with_threads;
 
 struct Shape {
@@ -219,29 +221,6 @@ TEST(GemmAvx512Bf16, MatchesReferenceEpiloguesAndThreads) {
   }
 }
 
-// Records what the dW tiles report, with a copy of the values at the time of the report.
-class Recorder : public TileObserver {
- public:
-  struct Report {
-    const float* m;
-    int64_t r0, r1, c0, c1;
-    std::vector<float> values;
-  };
-  void block_final(const float* m, int64_t ld, int64_t r0, int64_t r1, int64_t c0,
-                   int64_t c1) override {
-    Report r{m, r0, r1, c0, c1, {}};
-    for (int64_t i = r0; i < r1; ++i) r.values.insert(r.values.end(), m + i * ld + c0, m + i * ld + c1);
-    std::lock_guard<std::mutex> lock(mu_);
-    reports.push_back(std::move(r));
-  }
-  void between_tiles() override { ++polls; }
-  std::vector<Report> reports;
-  int64_t polls = 0;
-
- private:
-  std::mutex mu_;
-};
-
 // Each dW element and each db element is reported exactly once, in tiles dense_tile_rows() high,
 // holding its final value when reported; the main thread is polled between tiles.
 TEST(GemmAvx512Bf16, ReportsFinalWeightGradientTiles) {
@@ -251,32 +230,13 @@ TEST(GemmAvx512Bf16, ReportsFinalWeightGradientTiles) {
     const Operands d(s);
     for (int threads : {1, 2}) {
       Outputs r;
-      Recorder rec;
+      TileRecorder rec;
       {
         ObserveTiles guard(rec);
         r = run(d, kAll, threads);
       }
-      std::vector<int> dw_seen(r.dw.size()), db_seen(r.db.size());
-      for (const Recorder::Report& rep : rec.reports) {
-        const bool is_dw = rep.m == r.dw.data();
-        ASSERT_TRUE(is_dw || rep.m == r.db.data());
-        if (is_dw) {
-          EXPECT_EQ(rep.r0 % dense_tile_rows(), 0);
-          EXPECT_TRUE(rep.r1 - rep.r0 == dense_tile_rows() || rep.r1 == s.out);
-        }
-        const std::vector<float>& m = is_dw ? r.dw : r.db;
-        std::vector<int>& seen = is_dw ? dw_seen : db_seen;
-        const int64_t ld = is_dw ? s.in : s.out;
-        size_t at = 0;
-        for (int64_t i = rep.r0; i < rep.r1; ++i)
-          for (int64_t c = rep.c0; c < rep.c1; ++c) {
-            ++seen[i * ld + c];
-            ASSERT_EQ(rep.values[at++], m[i * ld + c]) << (is_dw ? "dw" : "db") << " not final";
-          }
-      }
-      for (int v : dw_seen) ASSERT_EQ(v, 1) << "threads=" << threads;
-      for (int v : db_seen) ASSERT_EQ(v, 1) << "threads=" << threads;
-      EXPECT_GT(rec.polls, 0);
+      SCOPED_TRACE(testing::Message() << "threads=" << threads);
+      expect_reports_final_once(rec, r.dw, r.db, s.in, s.out);
     }
   }
 }
