@@ -31,8 +31,9 @@ inline constexpr int64_t kOneDnnDwTileRows = 256;
 inline constexpr int64_t kOneDnnRowTileCols = 1024;
 
 // Output tiles of tessera's own engine (kernels/gemm_simd.cpp; AVX-512 and AVX2 alike), for all
-// three float products: 256 rows x 512 columns, so that dW becomes final in 256-row blocks and a
-// batch of 256 (or 128) rows still makes two tiles of a 1024-wide output for two threads.
+// three float products: 256 rows x at most 512 columns (cut evenly, and into more tiles where a
+// thread would have none), so that dW becomes final in 256-row blocks and a batch of 256 (or
+// 128) rows still makes two tiles of a 1024-wide output for two threads.
 inline constexpr int64_t kSimdTileRows = 256;
 inline constexpr int64_t kSimdTileCols = 512;
 // dW = dyᵀ·x in row tiles up to 1024 columns wide: each tile stages its block of dyᵀ once.

@@ -331,11 +331,32 @@ void pack_dyt(const float* dy, int64_t lds, int64_t kc, int64_t m, float* __rest
   }
 }
 
+constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Columns of the tiles of an output `cols` wide whose rows make row_tiles tiles: cols cut evenly,
+// to whole vectors, into the fewest tiles at most max_cols wide, or into more (down to a panel
+// each) where that leaves a thread without a tile. The even cut keeps two threads equally busy
+// (784 columns: 400 + 384, where 512 + 272 left one thread idle for a third of a dX); the extra
+// tiles give the narrow layers of small models (256 wide, one tile) their second thread. Each
+// tile packs only its own columns of B, so cutting columns packs nothing twice (A is read in
+// place; packed A, AVX2, is packed per tile, as for any two tiles). No bit depends on it.
+template <class S>
+int64_t tile_cols(int64_t row_tiles, int64_t cols, int64_t max_cols) {
+  if (row_tiles <= 0 || cols <= 0) return max_cols;  // no tiles at all
+  int64_t parts = ceil_div(cols, max_cols);
+  const int64_t threads = tbb::this_task_arena::max_concurrency();
+  if (row_tiles * parts < threads) {
+    parts = std::max(parts, std::min(ceil_div(threads, row_tiles), ceil_div(cols, kNr<S>)));
+  }
+  return ceil_div(ceil_div(cols, parts), S::kLanes) * S::kLanes;
+}
+
 // x (n, in), w (out, in), b (out) or nullptr -> y (n, out) = x·wᵀ + b [relu]
 template <class S>
 void simd_dense_forward(const float* x, const float* w, const float* b, float* y, int64_t n,
                         int64_t in, int64_t out, bool relu) {
-  for_tiles(n, out, kSimdTileRows, kSimdTileCols,
+  const int64_t cols = tile_cols<S>(ceil_div(n, kSimdTileRows), out, kSimdTileCols);
+  for_tiles(n, out, kSimdTileRows, cols,
             [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
               const Epilogue e{b == nullptr ? nullptr : b + c0, relu, nullptr};
               gemm_tile<S>(r1 - r0, c1 - c0, in, x + r0 * in, in, w + c0 * in, in, true,
@@ -391,11 +412,11 @@ void simd_dense_backward(const float* dy, const float* x, const float* w, float*
       report_dw_tile(dw, db, in, out, q, std::min(r1, q + kSimdTileRows), c0, c1);
     }
   };
-  for_tiles(out, in, dw_rows, kSimdDwTileCols, dw_tile);
+  for_tiles(out, in, dw_rows, tile_cols<S>(ceil_div(out, dw_rows), in, kSimdDwTileCols), dw_tile);
   bias_backward_without_inputs(dy, db, n, in, out);
   if (dx == nullptr) return;
   // dx = dy·w [⊙ (x > 0)]: A = dy rows, B = w rows.
-  for_tiles(n, in, kSimdTileRows, kSimdTileCols,
+  for_tiles(n, in, kSimdTileRows, tile_cols<S>(ceil_div(n, kSimdTileRows), in, kSimdTileCols),
             [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
               const Epilogue e{nullptr, false, relu_dx ? x + r0 * in + c0 : nullptr};
               gemm_tile<S>(r1 - r0, c1 - c0, out, dy + r0 * out, out, w + c0, in, false,
