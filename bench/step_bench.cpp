@@ -3,16 +3,23 @@
 // cross-entropy and its gradient, Model::backward, Optimizer::step, on batches already in
 // memory. Three benchmarks take the step apart by difference: forward; forward + loss +
 // backward; the whole step. With 1 thread, read cpu_time (the thread's CPU time): other jobs
-// on the machine stretch real time but hardly this.
+// on the machine stretch real time but hardly this. BM_MlpStepProducts runs the same kernel
+// calls as Model's float path and times each one inside the step, where its operands come as
+// cold as in training (a product alone in dense_bench finds them in cache): counters are the
+// median milliseconds of each call over the iterations.
 #include <benchmark/benchmark.h>
 #include <tbb/global_control.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/model.h"
 #include "core/optimizer.h"
+#include "kernels/dense.h"
 #include "kernels/loss.h"
 
 namespace {
@@ -88,6 +95,92 @@ void BM_MlpStep(benchmark::State& state) {
   }
 }
 
+// The step's kernel calls one by one, each timed: forward of layers 1-3 (bias and ReLU fused in
+// the hidden ones), the loss, backward of layers 3-1 (dW, db and, but for layer 1, dX with the
+// ReLU mask fused), the SGD update. Args: threads.
+void BM_MlpStepProducts(benchmark::State& state) {
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, state.range(0));
+  Setup setup;
+  const ModelSpec& spec = setup.spec;
+  const int layers = spec.layers();
+  std::vector<std::vector<float>> act(static_cast<size_t>(layers) + 1), grad(act.size());
+  for (int l = 1; l <= layers; ++l) {
+    act[static_cast<size_t>(l)].resize(
+        static_cast<size_t>(kBatch * spec.sizes[static_cast<size_t>(l)]));
+    grad[static_cast<size_t>(l)].resize(act[static_cast<size_t>(l)].size());
+  }
+  std::vector<std::string> names;
+  for (int l = 1; l <= layers; ++l) names.push_back("fwd" + std::to_string(l));
+  names.push_back("loss");
+  for (int l = layers; l >= 1; --l) names.push_back("bwd" + std::to_string(l));
+  names.push_back("sgd");
+  std::vector<std::vector<double>> ms(names.size());
+  int64_t s = 0;
+  const auto step = [&](bool timed) {
+    size_t k = 0;
+    const auto time = [&](const auto& call) {
+      const auto t0 = std::chrono::steady_clock::now();
+      call();
+      if (timed) {
+        ms[k].push_back(
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                .count());
+      }
+      ++k;
+    };
+    float* p = setup.params.data();
+    float* g = setup.grads.data();
+    const float* x = setup.x.data() + (s % kBatches) * kBatch * 784;
+    const auto in = [&](int l) { return l == 0 ? x : act[static_cast<size_t>(l)].data(); };
+    for (int l = 0; l < layers; ++l) {
+      const int64_t fin = spec.sizes[static_cast<size_t>(l)],
+                    fout = spec.sizes[static_cast<size_t>(l) + 1];
+      float* y = act[static_cast<size_t>(l) + 1].data();
+      time([&] {
+        if (l + 1 < layers) {
+          kernels::dense_forward_relu(in(l), p + spec.weight_offset(l), p + spec.bias_offset(l), y,
+                                      kBatch, fin, fout);
+        } else {
+          kernels::dense_forward(in(l), p + spec.weight_offset(l), p + spec.bias_offset(l), y,
+                                 kBatch, fin, fout);
+        }
+      });
+    }
+    time([&] {
+      kernels::softmax_xent(act.back().data(), setup.labels.data() + (s % kBatches) * kBatch,
+                            grad.back().data(), kBatch, 10, 1.0 / kBatch);
+    });
+    for (int l = layers - 1; l >= 0; --l) {
+      const int64_t fin = spec.sizes[static_cast<size_t>(l)],
+                    fout = spec.sizes[static_cast<size_t>(l) + 1];
+      const float* dy = grad[static_cast<size_t>(l) + 1].data();
+      float* dw = g + spec.weight_offset(l);
+      float* db = g + spec.bias_offset(l);
+      time([&] {
+        if (l > 0) {
+          kernels::dense_backward_relu(dy, in(l), p + spec.weight_offset(l), dw, db,
+                                       grad[static_cast<size_t>(l)].data(), kBatch, fin, fout);
+        } else {
+          kernels::dense_backward(dy, in(l), p + spec.weight_offset(l), dw, db,
+                                  static_cast<float*>(nullptr), kBatch, fin, fout);
+        }
+      });
+    }
+    time([&] { setup.optimizer.step(p, g, s); });
+    ++s;
+  };
+  for (int warm = 0; warm < 3; ++warm) step(false);
+  for (auto _ : state) {
+    step(true);
+    benchmark::ClobberMemory();
+  }
+  for (size_t k = 0; k < names.size(); ++k) {
+    std::vector<double>& v = ms[k];
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+    state.counters[names[k] + "_ms"] = v[v.size() / 2];
+  }
+}
+
 // 1 thread: rates from the calling thread's CPU time, which does all the work; 2 threads: from
 // real time (the CPU time counted is only the calling thread's).
 BENCHMARK(BM_MlpStep)
@@ -97,6 +190,12 @@ BENCHMARK(BM_MlpStep)
 BENCHMARK(BM_MlpStep)
     ->ArgNames({"parts", "threads"})
     ->ArgsProduct({{1, 2, 3}, {2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MlpStepProducts)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
