@@ -14,8 +14,6 @@
 #include <stdexcept>
 #include <string>
 
-#include <tbb/task_arena.h>
-
 #include "kernels/dense.h"
 #include "kernels/gemm_engines.h"
 #include "kernels/simd.h"
@@ -344,7 +342,7 @@ template <class S>
 int64_t tile_cols(int64_t row_tiles, int64_t cols, int64_t max_cols) {
   if (row_tiles <= 0 || cols <= 0) return max_cols;  // no tiles at all
   int64_t parts = ceil_div(cols, max_cols);
-  const int64_t threads = tbb::this_task_arena::max_concurrency();
+  const int64_t threads = max_threads();
   if (row_tiles * parts < threads) {
     parts = std::max(parts, std::min(ceil_div(threads, row_tiles), ceil_div(cols, kNr<S>)));
   }
@@ -374,7 +372,7 @@ int64_t dw_tile_rows(int64_t out, int64_t in) {
   if constexpr (S::kPackA) return kSimdTileRows;
   constexpr int64_t kTall = 2 * kSimdTileRows;
   const int64_t tiles = (out + kTall - 1) / kTall * ((in + kSimdDwTileCols - 1) / kSimdDwTileCols);
-  return tiles >= tbb::this_task_arena::max_concurrency() ? kTall : kSimdTileRows;
+  return tiles >= max_threads() ? kTall : kSimdTileRows;
 }
 
 // dy (n, out), x (n, in), w (out, in) -> dw (out, in), db (out), dx (n, in); all overwritten.

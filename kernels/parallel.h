@@ -19,6 +19,10 @@ int64_t chunk_size(int64_t n, int64_t min_chunk);
 template <class Body>
 void for_chunks(int64_t n, int64_t chunk, const Body& body);
 
+// Threads a loop started here can run on: the current arena's, capped by a tbb::global_control
+// limit (the CLI's train.threads). Only tile shapes that no result depends on may use it.
+int max_threads();
+
 // Deterministic sum: body(begin, end) -> double for each chunk; partials are added in chunk order.
 template <class Body>
 double sum_chunks(int64_t n, int64_t chunk, const Body& body);

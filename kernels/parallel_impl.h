@@ -2,8 +2,10 @@
 #pragma once
 
 #include <tbb/blocked_range.h>
+#include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
 #include <tbb/partitioner.h>
+#include <tbb/task_arena.h>
 
 #include <algorithm>
 
@@ -13,6 +15,11 @@ inline int64_t chunk_size(int64_t n, int64_t min_chunk) {
   if (min_chunk < 1) min_chunk = 1;
   const int64_t by_count = (n + kMaxChunks - 1) / kMaxChunks;
   return std::max(min_chunk, by_count);
+}
+
+inline int max_threads() {
+  const auto limit = tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism);
+  return static_cast<int>(std::min<size_t>(static_cast<size_t>(tbb::this_task_arena::max_concurrency()), limit));
 }
 
 template <class Body>
