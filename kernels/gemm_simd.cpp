@@ -332,8 +332,8 @@ void pack_dyt(const float* dy, int64_t lds, int64_t kc, int64_t m, float* __rest
 constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Columns of the tiles of an output `cols` wide whose rows make row_tiles tiles: cols cut evenly,
-// to whole vectors, into the fewest tiles at most max_cols wide, or into more (down to a panel
-// each) where that leaves a thread without a tile. The even cut keeps two threads equally busy
+// to whole vectors, into the fewest tiles at most max_cols wide, or into more (never more
+// tiles than panels) where that leaves a thread without a tile. The even cut keeps two threads equally busy
 // (784 columns: 400 + 384, where 512 + 272 left one thread idle for a third of a dX); the extra
 // tiles give the narrow layers of small models (256 wide, one tile) their second thread. Each
 // tile packs only its own columns of B, so cutting columns packs nothing twice (A is read in

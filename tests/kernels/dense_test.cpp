@@ -377,10 +377,11 @@ TEST(Dense, ReportsFinalWeightGradientTiles) {
         TileRecorder rec;
         {
           ObserveTiles guard(rec);
-          // An arena of its own, so 4 threads count as 4 on a 2-core machine too.
-          tbb::task_arena arena(threads);
-          arena.execute([&] {
-            with_threads(threads, [&] {
+          // The limit first, then an arena of its own, so 4 threads count as 4 on a 2-core
+          // machine too.
+          with_threads(threads, [&] {
+            tbb::task_arena arena(threads);
+            arena.execute([&] {
               backward(d.dy.data(), d.x.data(), d.w.data(), dw.data(), db.data(), dx.data(), s.n,
                        s.in, s.out, true);
             });
