@@ -157,7 +157,9 @@ void run_rows(int64_t m, int64_t kc, const float* a, int64_t lda, const float* p
   };
   if constexpr (kP) {
     const RowBlocks blocks(m);
-    for (int64_t q = 0; q < blocks.count; ++q) block(blocks.rows(q), a + q * kMr * kc, blocks.start(q));
+    for (int64_t q = 0; q < blocks.count; ++q) {
+      block(blocks.rows(q), a + q * kMr * kc, blocks.start(q));
+    }
   } else {
     int64_t i0 = 0;
     for (; i0 + kM <= m; i0 += kM) {
@@ -331,16 +333,17 @@ void pack_dyt(const float* dy, int64_t lds, int64_t kc, int64_t m, float* __rest
 
 constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Columns of the tiles of an output `cols` wide whose rows make row_tiles tiles: cols cut evenly,
-// to whole vectors, into the fewest tiles at most max_cols wide, or into more (never more
-// tiles than panels) where that leaves a thread without a tile. The even cut keeps two threads equally busy
-// (784 columns: 400 + 384, where 512 + 272 left one thread idle for a third of a dX); the extra
-// tiles give the narrow layers of small models (256 wide, one tile) their second thread. Each
-// tile packs only its own columns of B, so cutting columns packs nothing twice (A is read in
-// place; packed A, AVX2, is packed per tile, as for any two tiles). No bit depends on it.
+// Columns of the tiles of an output `rows` x `cols` cut into rows of tile_rows: cols cut evenly,
+// to whole vectors, into the fewest tiles at most max_cols wide, or into more (never more tiles
+// than panels) where that leaves a thread without a tile. The even cut keeps two threads equally
+// busy (784 columns: 400 + 384, where 512 + 272 left one thread idle for a third of a dX); the
+// extra tiles give the narrow layers of small models (256 wide, one tile) their second thread.
+// Each tile packs only its own columns of B, so cutting columns packs nothing twice (A is read
+// in place; packed A, AVX2, is packed per tile, as for any two tiles). No bit depends on it.
 template <class S>
-int64_t tile_cols(int64_t row_tiles, int64_t cols, int64_t max_cols) {
-  if (row_tiles <= 0 || cols <= 0) return max_cols;  // no tiles at all
+int64_t tile_cols(int64_t rows, int64_t tile_rows, int64_t cols, int64_t max_cols) {
+  if (rows <= 0 || cols <= 0) return max_cols;  // no tiles at all
+  const int64_t row_tiles = ceil_div(rows, tile_rows);
   int64_t parts = ceil_div(cols, max_cols);
   const int64_t threads = max_threads();
   if (row_tiles * parts < threads) {
@@ -353,8 +356,7 @@ int64_t tile_cols(int64_t row_tiles, int64_t cols, int64_t max_cols) {
 template <class S>
 void simd_dense_forward(const float* x, const float* w, const float* b, float* y, int64_t n,
                         int64_t in, int64_t out, bool relu) {
-  const int64_t cols = tile_cols<S>(ceil_div(n, kSimdTileRows), out, kSimdTileCols);
-  for_tiles(n, out, kSimdTileRows, cols,
+  for_tiles(n, out, kSimdTileRows, tile_cols<S>(n, kSimdTileRows, out, kSimdTileCols),
             [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
               const Epilogue e{b == nullptr ? nullptr : b + c0, relu, nullptr};
               gemm_tile<S>(r1 - r0, c1 - c0, in, x + r0 * in, in, w + c0 * in, in, true,
@@ -371,7 +373,7 @@ template <class S>
 int64_t dw_tile_rows(int64_t out, int64_t in) {
   if constexpr (S::kPackA) return kSimdTileRows;
   constexpr int64_t kTall = 2 * kSimdTileRows;
-  const int64_t tiles = (out + kTall - 1) / kTall * ((in + kSimdDwTileCols - 1) / kSimdDwTileCols);
+  const int64_t tiles = ceil_div(out, kTall) * ceil_div(in, kSimdDwTileCols);
   return tiles >= max_threads() ? kTall : kSimdTileRows;
 }
 
@@ -410,11 +412,11 @@ void simd_dense_backward(const float* dy, const float* x, const float* w, float*
       report_dw_tile(dw, db, in, out, q, std::min(r1, q + kSimdTileRows), c0, c1);
     }
   };
-  for_tiles(out, in, dw_rows, tile_cols<S>(ceil_div(out, dw_rows), in, kSimdDwTileCols), dw_tile);
+  for_tiles(out, in, dw_rows, tile_cols<S>(out, dw_rows, in, kSimdDwTileCols), dw_tile);
   bias_backward_without_inputs(dy, db, n, in, out);
   if (dx == nullptr) return;
   // dx = dy·w [⊙ (x > 0)]: A = dy rows, B = w rows.
-  for_tiles(n, in, kSimdTileRows, tile_cols<S>(ceil_div(n, kSimdTileRows), in, kSimdTileCols),
+  for_tiles(n, in, kSimdTileRows, tile_cols<S>(n, kSimdTileRows, in, kSimdTileCols),
             [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
               const Epilogue e{nullptr, false, relu_dx ? x + r0 * in + c0 : nullptr};
               gemm_tile<S>(r1 - r0, c1 - c0, out, dy + r0 * out, out, w + c0, in, false,

@@ -18,8 +18,10 @@ inline int64_t chunk_size(int64_t n, int64_t min_chunk) {
 }
 
 inline int max_threads() {
-  const auto limit = tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism);
-  return static_cast<int>(std::min<size_t>(static_cast<size_t>(tbb::this_task_arena::max_concurrency()), limit));
+  const size_t arena = static_cast<size_t>(tbb::this_task_arena::max_concurrency());
+  const size_t limit =
+      tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism);
+  return static_cast<int>(std::min(arena, limit));
 }
 
 template <class Body>

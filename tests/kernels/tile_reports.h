@@ -25,7 +25,9 @@ class TileRecorder : public TileObserver {
   void block_final(const float* m, int64_t ld, int64_t r0, int64_t r1, int64_t c0,
                    int64_t c1) override {
     Report r{m, r0, r1, c0, c1, {}};
-    for (int64_t i = r0; i < r1; ++i) r.values.insert(r.values.end(), m + i * ld + c0, m + i * ld + c1);
+    for (int64_t i = r0; i < r1; ++i) {
+      r.values.insert(r.values.end(), m + i * ld + c0, m + i * ld + c1);
+    }
     std::lock_guard<std::mutex> lock(mu_);
     reports.push_back(std::move(r));
   }
