@@ -82,7 +82,8 @@ void GradReducer::add_rows(int layer, int64_t r0, int64_t r1, int64_t per_row) {
   }
 }
 
-void GradReducer::block_final(const float* m, int64_t ld, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+void GradReducer::block_final(const float* m, int64_t ld, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+                              kernels::Finite finite) {
   // Addresses compared as integers: m may be any kernel output, not only in the gradient buffer.
   const auto at = reinterpret_cast<uintptr_t>(m), base = reinterpret_cast<uintptr_t>(grads_);
   if (grads_ == nullptr || at < base || at >= base + static_cast<uintptr_t>(spec_.param_count()) * sizeof(float)) {
@@ -94,8 +95,12 @@ void GradReducer::block_final(const float* m, int64_t ld, int64_t r0, int64_t r1
     const bool weight = offset == units_[u].offset;  // a layer's first unit starts at its weights
     const bool bias = offset == units_[u].offset + spec_.sizes[static_cast<size_t>(l)] * spec_.sizes[static_cast<size_t>(l) + 1];
     if (!weight && !bias) continue;
-    // Checked before it is counted, so a piece whose units are all reported is all checked.
-    if (block_non_finite(m, ld, r0, r1, c0, c1)) tile_non_finite_.store(true, std::memory_order_relaxed);
+    // Checked before it is counted, so a piece whose units are all reported is all checked:
+    // by the kernel as it stored the block, or here. (A kNonFinite tile may be wider than the
+    // block; any non-finite value anywhere flags the whole step, so that is the same verdict.)
+    const bool bad = finite == kernels::Finite::kUnknown ? block_non_finite(m, ld, r0, r1, c0, c1)
+                                                         : finite == kernels::Finite::kNonFinite;
+    if (bad) tile_non_finite_.store(true, std::memory_order_relaxed);
     if (weight) {
       add_rows(l, r0, r1, c1 - c0);
     } else {  // the bias (1, out) rides in the layer's last unit

@@ -58,7 +58,8 @@ class GradReducer final : private kernels::TileObserver {
   int started() const { return started_; }
 
  private:
-  void block_final(const float* m, int64_t ld, int64_t r0, int64_t r1, int64_t c0, int64_t c1) override;
+  void block_final(const float* m, int64_t ld, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+                   kernels::Finite finite) override;
   void between_tiles() override;
   bool ready(const Piece& p) const;
   bool reported(const Piece& p) const;

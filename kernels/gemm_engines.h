@@ -134,10 +134,12 @@ void bias_backward_without_inputs(const T* dy, T* db, int64_t n, int64_t in, int
 }
 
 // Tells the tile observer that a weight-gradient tile (rows [r0, r1) x columns [c0, c1) of
-// dw (out, in)) is final, and with the tile at column 0 the bias gradient db[r0, r1).
+// dw (out, in)) is final, and with the tile at column 0 the bias gradient db[r0, r1). dw_finite:
+// what the kernel saw of dw's values (db is left to the observer).
 inline void report_dw_tile(const float* dw, const float* db, int64_t in, int64_t out, int64_t r0,
-                           int64_t r1, int64_t c0, int64_t c1) {
-  report_final(dw, in, r0, r1, c0, c1);
+                           int64_t r1, int64_t c0, int64_t c1,
+                           Finite dw_finite = Finite::kUnknown) {
+  report_final(dw, in, r0, r1, c0, c1, dw_finite);
   if (db != nullptr && c0 == 0) report_final(db, out, 0, 1, r0, r1);
 }
 

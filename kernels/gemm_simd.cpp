@@ -26,11 +26,14 @@ namespace {
 // What happens to the accumulators around a depth block: the first starts from 0,
 // the last adds the bias and applies relu or dx's mask. `bias` and `mask` point at the block's
 // first column (and `mask` at its first row); `mask` has the output's layout (leading dim ldc):
-// outputs where mask <= 0 become 0 (relu_backward_tile's rule; a NaN mask keeps them).
+// outputs where mask <= 0 become 0 (relu_backward_tile's rule; a NaN mask keeps them). With
+// `non_finite`, the stored outputs are tested in registers and it is set if one is a NaN or an
+// infinity (left alone otherwise): the weight gradient's check, without a pass over memory.
 struct Epilogue {
   const float* bias = nullptr;
   bool relu = false;
   const float* mask = nullptr;
+  bool* non_finite = nullptr;
 };
 
 // Columns of a packed panel: the widest register block.
@@ -108,12 +111,15 @@ void microkernel(int64_t kc, const float* a, int64_t lda, const float* panel, fl
   for (int v = 0; v < NV; ++v) {
     bias[v] = last && e.bias != nullptr ? load_c(e.bias, v) : S::zero();
   }
+  const bool check = last && e.non_finite != nullptr;
+  typename S::Flags bad = S::no_flags();
   for (int i = 0; i < M; ++i) {
     for (int v = 0; v < NV; ++v) {
       V r = acc[i][v];
       if (last && e.bias != nullptr) r = S::add(r, bias[v]);
       if (last && e.relu) r = S::relu(r);  // max(0, NaN) is NaN, as relu_tile
       if (last && e.mask != nullptr) r = S::keep_where_positive(load_c(e.mask + i * ldc, v), r);
+      if (check) bad = S::flag_non_finite(bad, mk[v], r);
       if (whole) {
         S::storeu(c + i * ldc + L * v, r);
       } else {
@@ -121,6 +127,7 @@ void microkernel(int64_t kc, const float* a, int64_t lda, const float* panel, fl
       }
     }
   }
+  if (check && S::any(bad)) *e.non_finite = true;
 }
 
 // Rows of the register block for a width of NV vectors: 6 on a full-width panel (24 zmm or 12
@@ -391,6 +398,10 @@ void simd_dense_backward(const float* dy, const float* x, const float* w, float*
   const int64_t depth = S::kPackA ? S::kDepth : kDwInPlaceStage / dw_rows;
   const auto dw_tile = [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     alignas(64) float dyt[kDwStageFloats<S>];
+    // dW's values as stored: a NaN or infinity in a partial sum stays one in the final sum, so
+    // testing every depth block's stores (the in-place path) gives the final verdict.
+    bool non_finite = false;
+    const Epilogue check{nullptr, false, nullptr, &non_finite};
     // The tile at column 0 sums the bias gradient in the staging pass, rows in order.
     float* dbt = db != nullptr && c0 == 0 ? db + r0 : nullptr;
     if (dbt != nullptr) std::fill(dbt, dbt + (r1 - r0), 0.0f);
@@ -400,16 +411,17 @@ void simd_dense_backward(const float* dy, const float* x, const float* w, float*
       if constexpr (S::kPackA) {
         pack_dyt(dy + p0 * out + r0, out, kc, r1 - r0, dyt, dbt);
         gemm_block<S>(r1 - r0, c1 - c0, kc, dyt, kc, x + p0 * in + c0, in, false,
-                      dw + r0 * in + c0, in, p0 == 0, p0 + depth >= n, Epilogue{});
+                      dw + r0 * in + c0, in, p0 == 0, p0 + depth >= n, check);
       } else {
         transpose_block(dy + p0 * out + r0, out, kc, r1 - r0, dyt, kc, dbt);
         gemm_tile<S>(r1 - r0, c1 - c0, kc, dyt, kc, x + p0 * in + c0, in, false,
-                     dw + r0 * in + c0, in, Epilogue{}, p0 > 0);
+                     dw + r0 * in + c0, in, check, p0 > 0);
       }
     }
     // Reported kSimdTileRows rows at a time, as dense_tile_rows() promises the reducer.
     for (int64_t q = r0; q < r1; q += kSimdTileRows) {
-      report_dw_tile(dw, db, in, out, q, std::min(r1, q + kSimdTileRows), c0, c1);
+      report_dw_tile(dw, db, in, out, q, std::min(r1, q + kSimdTileRows), c0, c1,
+                     non_finite ? Finite::kNonFinite : Finite::kFinite);
     }
   };
   for_tiles(out, in, dw_rows, tile_cols<S>(out, dw_rows, in, kSimdDwTileCols), dw_tile);

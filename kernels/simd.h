@@ -51,6 +51,14 @@ struct Avx512 {
   static void transpose(const float* s, int64_t lds, float* d, int64_t ldd) {
     transpose16(s, lds, d, ldd);
   }
+  // Lanes seen holding a NaN or infinity (exponent bits all ones), accumulated over stores.
+  using Flags = __mmask16;
+  static Flags no_flags() { return 0; }
+  static Flags flag_non_finite(Flags f, Mask m, V r) {
+    const __m512i exp = _mm512_set1_epi32(0x7f800000);
+    return f | _mm512_mask_cmpeq_epi32_mask(m, _mm512_and_si512(_mm512_castps_si512(r), exp), exp);
+  }
+  static bool any(Flags f) { return f != 0; }
 };
 #endif
 
@@ -91,6 +99,14 @@ struct Avx2 {
   static void transpose(const float* s, int64_t lds, float* d, int64_t ldd) {
     transpose8(s, lds, d, ldd);
   }
+  using Flags = __m256i;
+  static Flags no_flags() { return _mm256_setzero_si256(); }
+  static Flags flag_non_finite(Flags f, Mask m, V r) {
+    const __m256i exp = _mm256_set1_epi32(0x7f800000);
+    const __m256i bad = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(r), exp), exp);
+    return _mm256_or_si256(f, _mm256_and_si256(bad, m));
+  }
+  static bool any(Flags f) { return !_mm256_testz_si256(f, f); }
 };
 
 }  // namespace tessera::kernels::simd

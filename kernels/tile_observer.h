@@ -9,13 +9,19 @@
 
 namespace tessera::kernels {
 
+// What the kernel that wrote a block saw of its values: kUnknown (not checked), kFinite (no NaN
+// or infinity), kNonFinite (at least one in the tile that wrote the block, which may be larger
+// than the block). Kernels that test their outputs in registers as they store them spare the
+// observer a second pass over memory.
+enum class Finite { kUnknown, kFinite, kNonFinite };
+
 class TileObserver {
  public:
   virtual ~TileObserver() = default;
   // Rows [r0, r1) x columns [c0, c1) of the row-major float matrix at m (leading dim ld) hold
   // their final values. Called from any oneTBB thread, concurrently; must not block.
   virtual void block_final(const float* m, int64_t ld, int64_t r0, int64_t r1, int64_t c0,
-                           int64_t c1) = 0;
+                           int64_t c1, Finite finite) = 0;
   // Called between tiles, only on the thread that installed the observer (the main thread, the
   // only one allowed to call MPI), never on oneTBB workers.
   virtual void between_tiles() = 0;
@@ -38,9 +44,9 @@ class ObserveTiles {
 
 // Reported by the weight-gradient tiles (dense_backward*). One atomic load when no observer.
 inline void report_final(const float* m, int64_t ld, int64_t r0, int64_t r1, int64_t c0,
-                         int64_t c1) {
+                         int64_t c1, Finite finite = Finite::kUnknown) {
   if (TileObserver* o = detail::g_tile_observer.load(std::memory_order_acquire)) {
-    o->block_final(m, ld, r0, r1, c0, c1);
+    o->block_final(m, ld, r0, r1, c0, c1, finite);
   }
 }
 

@@ -394,6 +394,61 @@ TEST(Dense, ReportsFinalWeightGradientTiles) {
   }
 }
 
+// tessera's engine tests dW's values in registers as it stores them, so the gradient reducer
+// need not read them again: every dW report carries a verdict, "finite" only for a block with no
+// NaN or infinity, never "finite" for one with any; "non-finite" only where the reporting
+// tile's columns hold one. Clean inputs, an infinity in dy (a whole row of dW: the first, the
+// last), a NaN in x (a whole column), on 1 and 2 threads, for each SIMD width, including the 530-row shape whose
+// weight gradient takes two staged depth blocks.
+TEST(Dense, WeightGradientTilesReportWhetherFinite) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (const Shape s : {Shape{300, 70, 520}, Shape{129, 1024 + 33, 1100}, Shape{530, 45, 36}}) {
+    for (int poison : {0, 1, 2, 3}) {
+      DenseInputs<float> d(s);
+      if (poison == 1) d.dy[(s.n / 2) * s.out] = inf;              // dW's first row
+      if (poison == 2) d.dy[(s.n / 2) * s.out + s.out - 1] = inf;  // dW's last row
+      if (poison == 3) d.x[(s.n - 1) * s.in + s.in / 3] = nan;     // dW's column in / 3
+      for (const SimdEngine& e : simd_engines()) {
+        for (int threads : {1, 2}) {
+          SCOPED_TRACE(testing::Message() << e.name << " n=" << s.n << " in=" << s.in
+                                          << " out=" << s.out << " poison=" << poison
+                                          << " threads=" << threads);
+          std::vector<float> dw(s.out * s.in), db(s.out), dx(s.n * s.in);
+          TileRecorder rec;
+          {
+            ObserveTiles guard(rec);
+            with_threads(threads, [&] {
+              e.backward(d.dy.data(), d.x.data(), d.w.data(), dw.data(), db.data(), dx.data(),
+                         s.n, s.in, s.out, true);
+            });
+          }
+          int non_finite_reports = 0;
+          for (const TileRecorder::Report& rep : rec.reports) {
+            if (rep.m != dw.data()) continue;
+            const bool block_bad = std::any_of(rep.values.begin(), rep.values.end(),
+                                               [](float v) { return !std::isfinite(v); });
+            bool columns_bad = false;
+            for (int64_t r = 0; r < s.out; ++r) {
+              for (int64_t c = rep.c0; c < rep.c1; ++c) columns_bad |= !std::isfinite(dw[r * s.in + c]);
+            }
+            ASSERT_NE(rep.finite, Finite::kUnknown) << "rows " << rep.r0 << ".." << rep.r1;
+            if (block_bad) {
+              ASSERT_EQ(rep.finite, Finite::kNonFinite) << "rows " << rep.r0 << ".." << rep.r1;
+            }
+            if (rep.finite == Finite::kNonFinite) {
+              ++non_finite_reports;
+              ASSERT_TRUE(columns_bad) << "rows " << rep.r0 << ".." << rep.r1 << " cols "
+                                       << rep.c0 << ".." << rep.c1;
+            }
+          }
+          EXPECT_EQ(non_finite_reports > 0, poison != 0);
+        }
+      }
+    }
+  }
+}
+
 TEST(Dense, EigenFloatMatchesReferenceAndThreadCountInvariant) {
   check_against_reference<float>(1e-5, true);
 }

@@ -21,10 +21,11 @@ class TileRecorder : public TileObserver {
     const float* m;
     int64_t r0, r1, c0, c1;
     std::vector<float> values;
+    Finite finite;
   };
-  void block_final(const float* m, int64_t ld, int64_t r0, int64_t r1, int64_t c0,
-                   int64_t c1) override {
-    Report r{m, r0, r1, c0, c1, {}};
+  void block_final(const float* m, int64_t ld, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+                   Finite finite) override {
+    Report r{m, r0, r1, c0, c1, {}, finite};
     for (int64_t i = r0; i < r1; ++i) {
       r.values.insert(r.values.end(), m + i * ld + c0, m + i * ld + c1);
     }
