@@ -49,14 +49,32 @@ launch_hangs=0 kills=0 whole=0 one=0 mid_ckpt=0 startup=0 checked=0 corrupt=0 re
 # Kill moments are set in training progress, not in time, so that a fast or a loaded machine
 # gives the same test: KILLS target steps drawn uniformly in [5%, 85%] of the run, sorted; the
 # k-th kill waits until the newest committed checkpoint (LATEST) reaches target k, then a random
-# 0-40 ms more, which lands in a step or in a checkpoint write. One kill in four instead strikes
-# at a random moment in the first 0.5 s after launch (start-up: opening data, verifying and
-# loading the checkpoint) while less than half of the run is done.
+# 0-40 ms more (at most until two checkpoints later), which lands in a step or in a checkpoint
+# write. One kill in four instead strikes at a random moment in the first 0.5 s after launch
+# (start-up: opening data, verifying and loading the checkpoint; at the latest when LATEST
+# reaches target k) while less than half of the run is done.
 mapfile -t targets < <(for _ in $(seq "$KILLS"); do echo $(( STEPS / 20 + RANDOM % (STEPS * 8 / 10) )); done | sort -n)
-latest_step() {
-  local name
-  name=$(cat run/checkpoints/LATEST 2>/dev/null || true)
-  [[ $name =~ ^step-0*([0-9]+)$ ]] && echo "${BASH_REMATCH[1]}" || echo 0
+# The polls below fork nothing (no $(cat), no sleep binary): on two busy cores each fork took
+# milliseconds, and a short run (90 steps of a tiny model in 0.2 s) could pass a target between
+# two polls and finish before its kill.
+exec {nap_fd}<> <(:)
+nap() { read -rt 0.005 -u "$nap_fd" _ || true; }  # 5 ms
+latest=0
+read_latest() {
+  local name=""
+  { read -r name < run/checkpoints/LATEST; } 2>/dev/null || true
+  [[ $name =~ ^step-0*([0-9]+)$ ]] && latest=$((10#${BASH_REMATCH[1]})) || latest=0
+}
+# Waits up to `ms` milliseconds in 5 ms polls, but only while LATEST is below `cap` and the job
+# lives: a short run could otherwise finish inside the wait, and the kill meant for it would
+# find no job.
+wait_ms() {  # ms cap
+  local until=$(( ${EPOCHREALTIME/./} / 1000 + $1 ))
+  read_latest
+  while (( ${EPOCHREALTIME/./} / 1000 < until && latest < $2 )) && kill -0 "$job" 2>/dev/null; do
+    nap
+    read_latest
+  done
 }
 while true; do
   runs=$((runs + 1))
@@ -68,12 +86,16 @@ while true; do
     grep -q "resuming from" "out$runs.txt" && resumed=$((resumed + 1))
     break
   fi
-  if (( RANDOM % 4 == 0 && $(latest_step) < STEPS / 2 )); then
-    sleep "$(awk -v ms=$((RANDOM % 500)) 'BEGIN { printf "%.3f", ms / 1000 }')"
+  target=${targets[$kills]}
+  read_latest
+  if (( RANDOM % 4 == 0 && latest < STEPS / 2 )); then
+    wait_ms $((RANDOM % 500)) "$target"
   else
-    target=${targets[$kills]}
-    while (( $(latest_step) < target )) && kill -0 "$job" 2>/dev/null; do sleep 0.005; done
-    sleep "$(awk -v ms=$((RANDOM % 40)) 'BEGIN { printf "%.3f", ms / 1000 }')"
+    while (( latest < target )) && kill -0 "$job" 2>/dev/null; do
+      nap
+      read_latest
+    done
+    wait_ms $((RANDOM % 40)) $((target + 6))
   fi
   if ! kill -0 "$job" 2>/dev/null || grep -q "tessera: done" "out$runs.txt"; then
     # Finished (or failed) before the kill: a failure is a failed resume.

@@ -207,6 +207,46 @@ TEST(GradReducer, ReportsNonFiniteInAnyPiece) {
   }
 }
 
+// A verdict the kernel reports with a dW block is taken as given (tessera's SIMD engine tests
+// the values in registers as it stores them, so the reducer must not read them again); a block
+// reported kUnknown is scanned, and so is the bias, which rides unchecked.
+TEST(GradReducer, UsesTheKernelsVerdictOnAWeightBlock) {
+  const ModelSpec spec = reference_mlp();
+  std::vector<float> grads(static_cast<size_t>(spec.param_count()), 0.5f);
+  const int64_t in = 1024;
+  float* w1 = grads.data() + spec.weight_offset(1);
+  const auto report = [&](kernels::Finite finite) {
+    kernels::report_final(w1, in, 0, 256, 0, in, finite);
+    kernels::report_final(grads.data() + spec.bias_offset(1), 1024, 0, 1, 0, 256);
+  };
+  RecordingComm comm;
+  GradReducer r(spec, 0.5, true, comm, 256);
+  // Finite values, reported non-finite: flagged without looking.
+  r.begin(grads.data());
+  report(kernels::Finite::kNonFinite);
+  r.finish();
+  EXPECT_TRUE(r.local_non_finite());
+  // A NaN in the block, reported finite: not read again (the kernel saw the stored values, so
+  // this cannot happen in training; it shows the scan is skipped).
+  w1[7] = NAN;
+  r.begin(grads.data());
+  report(kernels::Finite::kFinite);
+  r.finish();
+  EXPECT_FALSE(r.local_non_finite());
+  // Reported unknown: scanned, and the NaN found.
+  r.begin(grads.data());
+  report(kernels::Finite::kUnknown);
+  r.finish();
+  EXPECT_TRUE(r.local_non_finite());
+  w1[7] = 0.5f;
+  // The bias is scanned whatever the weights' verdict.
+  grads[static_cast<size_t>(spec.bias_offset(1)) + 3] = INFINITY;
+  r.begin(grads.data());
+  report(kernels::Finite::kFinite);
+  r.finish();
+  EXPECT_TRUE(r.local_non_finite());
+}
+
 // A real backward pass: the tiles report as they finish and the polls between them start the
 // pieces, so every piece is in flight before the first layer's hook runs. One thread: with more,
 // a layer's last tiles may run on a worker, and its pieces then start at the hook.

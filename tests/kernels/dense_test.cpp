@@ -398,17 +398,20 @@ TEST(Dense, ReportsFinalWeightGradientTiles) {
 // need not read them again: every dW report carries a verdict, "finite" only for a block with no
 // NaN or infinity, never "finite" for one with any; "non-finite" only where the reporting
 // tile's columns hold one. Clean inputs, an infinity in dy (a whole row of dW: the first, the
-// last), a NaN in x (a whole column), on 1 and 2 threads, for each SIMD width, including the 530-row shape whose
-// weight gradient takes two staged depth blocks.
+// last), a NaN in x (a whole column: one in a whole vector, the last one in a partial vector),
+// on 1 and 2 threads, for each SIMD width. The weight gradient takes two staged depth blocks at
+// 530 rows (AVX-512) and at 1100 (AVX2 as well).
 TEST(Dense, WeightGradientTilesReportWhetherFinite) {
   const float inf = std::numeric_limits<float>::infinity();
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  for (const Shape s : {Shape{300, 70, 520}, Shape{129, 1024 + 33, 1100}, Shape{530, 45, 36}}) {
-    for (int poison : {0, 1, 2, 3}) {
+  for (const Shape s : {Shape{300, 70, 520}, Shape{129, 1024 + 33, 1100}, Shape{530, 45, 36},
+                        Shape{1100, 70, 20}}) {
+    for (int poison : {0, 1, 2, 3, 4}) {
       DenseInputs<float> d(s);
       if (poison == 1) d.dy[(s.n / 2) * s.out] = inf;              // dW's first row
       if (poison == 2) d.dy[(s.n / 2) * s.out + s.out - 1] = inf;  // dW's last row
       if (poison == 3) d.x[(s.n - 1) * s.in + s.in / 3] = nan;     // dW's column in / 3
+      if (poison == 4) d.x[s.in - 1] = nan;                         // dW's last column
       for (const SimdEngine& e : simd_engines()) {
         for (int threads : {1, 2}) {
           SCOPED_TRACE(testing::Message() << e.name << " n=" << s.n << " in=" << s.in
