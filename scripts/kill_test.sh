@@ -65,13 +65,13 @@ read_latest() {
   { read -r name < run/checkpoints/LATEST; } 2>/dev/null || true
   [[ $name =~ ^step-0*([0-9]+)$ ]] && latest=$((10#${BASH_REMATCH[1]})) || latest=0
 }
-# Waits up to `ms` milliseconds in 5 ms polls, but only while LATEST is below `cap` and the job
-# lives: a short run could otherwise finish inside the wait, and the kill meant for it would
-# find no job.
-wait_ms() {  # ms cap
-  local until=$(( ${EPOCHREALTIME/./} / 1000 + $1 ))
+# Polls every 5 ms while LATEST is below `cap` and the job lives, for at most `ms` milliseconds
+# when given: a short run could otherwise finish inside a timed wait, and the kill meant for it
+# would find no job.
+wait_until() {  # cap [ms]
+  local until=$(( ${EPOCHREALTIME/./} / 1000 + ${2:-0} ))
   read_latest
-  while (( ${EPOCHREALTIME/./} / 1000 < until && latest < $2 )) && kill -0 "$job" 2>/dev/null; do
+  while (( latest < $1 && ($# < 2 || ${EPOCHREALTIME/./} / 1000 < until) )) && kill -0 "$job" 2>/dev/null; do
     nap
     read_latest
   done
@@ -89,13 +89,10 @@ while true; do
   target=${targets[$kills]}
   read_latest
   if (( RANDOM % 4 == 0 && latest < STEPS / 2 )); then
-    wait_ms $((RANDOM % 500)) "$target"
+    wait_until "$target" $((RANDOM % 500))
   else
-    while (( latest < target )) && kill -0 "$job" 2>/dev/null; do
-      nap
-      read_latest
-    done
-    wait_ms $((RANDOM % 40)) $((target + 6))
+    wait_until "$target"
+    wait_until $((target + 6)) $((RANDOM % 40))
   fi
   if ! kill -0 "$job" 2>/dev/null || grep -q "tessera: done" "out$runs.txt"; then
     # Finished (or failed) before the kill: a failure is a failed resume.
