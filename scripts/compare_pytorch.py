@@ -133,6 +133,8 @@ def run_tessera(tessera, ranks, threads, steps, batch, config, workdir, precisio
     cmd = pin(ranks * threads) + ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(ranks), tessera, "train", config, "--quiet",
            "--set", f"train.threads={threads}", "--set", f"train.max_steps={steps}",
            "--set", f"train.batch_size={batch}", "--set", f"checkpoint.dir={run}",
+           # PyTorch saves nothing: one checkpoint, after the last step, not one per 40-step epoch.
+           "--set", f"checkpoint.every_steps={steps}",
            "--set", f"train.precision={precision}"]
     subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     lines = [json.loads(l) for l in open(os.path.join(run, "metrics.jsonl"))]

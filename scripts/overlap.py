@@ -25,7 +25,9 @@ def run(tessera, ranks, steps, overlap, bucket_mb, config, work, tag):
     subprocess.run(["mpirun", "--oversubscribe", "-np", str(ranks), tessera, "train", config, "--quiet",
                     "--set", f"train.max_steps={steps}", "--set", f"distributed.overlap={str(overlap).lower()}",
                     "--set", f"distributed.bucket_mb={bucket_mb}", "--set", "train.threads=1",
-                    "--set", f"checkpoint.dir={out}"], env=env, check=True, capture_output=True)
+                    # One checkpoint, after the last step: none inside the measured intervals.
+                    "--set", f"checkpoint.dir={out}", "--set", f"checkpoint.every_steps={steps}"],
+                   env=env, check=True, capture_output=True)
     lines = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
     train = [o for o in lines if o["event"] == "train" and o["step"] > 20]
     step_ms = [1e3 * 256 / o["samples_per_s"] for o in train]

@@ -4,7 +4,7 @@
 Run through scripts/scaling.sh. Measures, for N in --ranks (ranks x 1 thread each):
   strong: global batch 256 whatever N;   weak: 128 rows per rank (global batch 128 N).
 Figures are medians over the log intervals after step 20 (samples_per_s, compute_s, data_wait_s
-and comm_wait_min_s from metrics.jsonl). Parallel efficiency: strong E = t(1) / (N t(N)) in step
+comm_wait_min_s, the exposed communication, and comm_wait_s, which adds the wait for slower ranks, from metrics.jsonl). Parallel efficiency: strong E = t(1) / (N t(N)) in step
 time; weak E = t(1) / t(N). For weak scaling it also runs N independent 1-rank trainings side by
 side (one per core, no communication): their step time (alone_step_ms) is what sharing the
 machine's memory bandwidth, caches and clocks costs by itself, so the gap between that and the
@@ -113,12 +113,17 @@ def interval_medians(out, batch):
     train = [o for o in lines if o["event"] == "train" and o["step"] > 20]
     per_step = lambda key: statistics.median(o.get(key, 0.0) / 10 for o in train)  # log_every = 10
     return {"step": statistics.median(batch / o["samples_per_s"] for o in train),
-            "compute": per_step("compute_s"), "data_wait": per_step("data_wait_s"), "comm": per_step("comm_wait_min_s")}
+            "compute": per_step("compute_s"), "data_wait": per_step("data_wait_s"), "comm": per_step("comm_wait_min_s"),
+            "comm_wait": per_step("comm_wait_s")}
 
 
 def train_cmd(tessera, config, out, batch, steps, threads):
+    # One checkpoint, after the last step: at the default (every epoch) a 12-step epoch at N = 16
+    # would put a checkpoint in nearly every log interval, and N = 1's 96- and 192-step epochs
+    # in few, so the checkpoint's cost would pass for a cost of scaling.
     return [tessera, "train", config, "--quiet", "--set", f"train.threads={threads}",
-            "--set", f"train.batch_size={batch}", "--set", f"train.max_steps={steps}", "--set", f"checkpoint.dir={out}"]
+            "--set", f"train.batch_size={batch}", "--set", f"train.max_steps={steps}", "--set", f"checkpoint.dir={out}",
+            "--set", f"checkpoint.every_steps={steps}"]
 
 
 def measure(tessera, n, batch, steps, config, work, cores, threads=1):
@@ -137,9 +142,9 @@ def measure_alone(tessera, n, batch, steps, config, work, cores):
     procs = []
     for i in range(n):
         out = os.path.join(work, f"alone-{n}-{i}")
-        cmd = ["mpirun", "--bind-to", "none", "-np", "1"] + train_cmd(tessera, config, out, batch, steps, 1)
-        if n <= cores:
-            cmd = ["taskset", "-c", str(i)] + cmd
+        # mpirun pins, not taskset: the lent 16-core machines need not have util-linux.
+        pin = ["--cpu-set", str(i), "--bind-to", "core"] if n <= cores else ["--bind-to", "none"]
+        cmd = ["mpirun"] + pin + ["-np", "1"] + train_cmd(tessera, config, out, batch, steps, 1)
         procs.append((out, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
     for out, p in procs:
         if p.wait() != 0:
@@ -190,9 +195,9 @@ def main():
                 rows.append({"mode": mode, "ranks": n, "global_batch": batch, "oversubscribed": int(n > cores),
                              "step_ms": step * 1e3, "samples_per_s": batch / step, "compute_ms": m["compute"] * 1e3,
                              "data_wait_ms": m["data_wait"] * 1e3, "exposed_comm_ms": m["comm"] * 1e3,
-                             "alone_step_ms": alone * 1e3})
+                             "comm_wait_ms": m["comm_wait"] * 1e3, "alone_step_ms": alone * 1e3})
                 print(f"{mode:>6} N={n}: step {step * 1e3:.2f} ms, {batch / step:,.0f} samples/s, compute {m['compute'] * 1e3:.2f} ms, "
-                      f"exposed comm {m['comm'] * 1e3:.2f} ms"
+                      f"exposed comm {m['comm'] * 1e3:.2f} ms, comm wait {m['comm_wait'] * 1e3:.2f} ms"
                       f"{f', {n} independent 1-rank runs side by side: {alone * 1e3:.2f} ms' if mode == 'weak' and n > 1 else ''}"
                       f"{' (oversubscribed: ' + str(n) + ' ranks on ' + str(cores) + ' cores)' if n > cores else ''}")
         layouts = []
@@ -202,9 +207,10 @@ def main():
             step = m["step"]
             layouts.append({"ranks": n, "threads": threads, "global_batch": 256, "oversubscribed": int(n * threads > cores),
                             "step_ms": f"{step * 1e3:.4g}", "samples_per_s": f"{256 / step:.5g}",
-                            "compute_ms": f"{m['compute'] * 1e3:.4g}", "exposed_comm_ms": f"{m['comm'] * 1e3:.4g}"})
+                            "compute_ms": f"{m['compute'] * 1e3:.4g}", "exposed_comm_ms": f"{m['comm'] * 1e3:.4g}",
+                            "comm_wait_ms": f"{m['comm_wait'] * 1e3:.4g}"})
             print(f"layout {n} ranks x {threads} threads: step {step * 1e3:.2f} ms, {256 / step:,.0f} samples/s, "
-                  f"compute {m['compute'] * 1e3:.2f} ms, exposed comm {m['comm'] * 1e3:.2f} ms")
+                  f"compute {m['compute'] * 1e3:.2f} ms, exposed comm {m['comm'] * 1e3:.2f} ms, comm wait {m['comm_wait'] * 1e3:.2f} ms")
         if layouts:
             with open(os.path.join(a.out, "layouts.csv"), "w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=list(layouts[0].keys()))
