@@ -3,9 +3,10 @@
 
 Run through scripts/scaling.sh. Measures, for N in --ranks (ranks x 1 thread each):
   strong: global batch 256 whatever N;   weak: 128 rows per rank (global batch 128 N).
-Figures are medians over the log intervals after step 20 (samples_per_s, compute_s, data_wait_s
-comm_wait_min_s, the exposed communication, and comm_wait_s, which adds the wait for slower ranks, from metrics.jsonl). Parallel efficiency: strong E = t(1) / (N t(N)) in step
-time; weak E = t(1) / t(N). For weak scaling it also runs N independent 1-rank trainings side by
+Figures are medians over the log intervals after step 20 (samples_per_s, compute_s, data_wait_s,
+comm_wait_min_s: the exposed communication, and comm_wait_s, which adds the wait for slower
+ranks, from metrics.jsonl); --steps is at least 40. Each run writes one checkpoint, after its
+last step. Parallel efficiency: strong E = t(1) / (N t(N)) in step time; weak E = t(1) / t(N). For weak scaling it also runs N independent 1-rank trainings side by
 side (one per core, no communication): their step time (alone_step_ms) is what sharing the
 machine's memory bandwidth, caches and clocks costs by itself, so the gap between that and the
 measured step is communication. --layouts "16x1 4x4 1x16" compares ranks x threads splits of the
@@ -110,17 +111,23 @@ def calibrate(build):
 def interval_medians(out, batch):
     """Step time and its parts (seconds per step), medians over the log intervals after step 20."""
     lines = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
-    train = [o for o in lines if o["event"] == "train" and o["step"] > 20]
-    per_step = lambda key: statistics.median(o.get(key, 0.0) / 10 for o in train)  # log_every = 10
+    train = [o for o in lines if o["event"] == "train"]
+    # Steps in each interval: log_every, except a shorter last one when steps is not a multiple.
+    span = {o["step"]: o["step"] - p["step"] for p, o in zip(train, train[1:])}
+    train = [o for o in train if o["step"] > 20 and o["step"] in span]
+    if not train:
+        raise SystemExit(f"scaling.py: {out} logged no interval after step 20: raise --steps")
+    per_step = lambda key: statistics.median(o.get(key, 0.0) / span[o["step"]] for o in train)
     return {"step": statistics.median(batch / o["samples_per_s"] for o in train),
             "compute": per_step("compute_s"), "data_wait": per_step("data_wait_s"), "comm": per_step("comm_wait_min_s"),
             "comm_wait": per_step("comm_wait_s")}
 
 
 def train_cmd(tessera, config, out, batch, steps, threads):
-    # One checkpoint, after the last step: at the default (every epoch) a 12-step epoch at N = 16
-    # would put a checkpoint in nearly every log interval, and N = 1's 96- and 192-step epochs
-    # in few, so the checkpoint's cost would pass for a cost of scaling.
+    # One checkpoint, after the last step. At the default (one per epoch) the data file's epochs
+    # are 12 steps long for weak N = 16 (global batch 2048) but 96 to 192 for N = 1, so a
+    # checkpoint would fall into nearly every log interval of the one and few of the other, and
+    # its cost would pass for a cost of scaling.
     return [tessera, "train", config, "--quiet", "--set", f"train.threads={threads}",
             "--set", f"train.batch_size={batch}", "--set", f"train.max_steps={steps}", "--set", f"checkpoint.dir={out}",
             "--set", f"checkpoint.every_steps={steps}"]
@@ -142,10 +149,11 @@ def measure_alone(tessera, n, batch, steps, config, work, cores):
     procs = []
     for i in range(n):
         out = os.path.join(work, f"alone-{n}-{i}")
-        # mpirun pins, not taskset: the lent 16-core machines need not have util-linux.
-        pin = ["--cpu-set", str(i), "--bind-to", "core"] if n <= cores else ["--bind-to", "none"]
-        cmd = ["mpirun"] + pin + ["-np", "1"] + train_cmd(tessera, config, out, batch, steps, 1)
-        procs.append((out, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+        cmd = ["mpirun", "--bind-to", "none", "-np", "1"] + train_cmd(tessera, config, out, batch, steps, 1)
+        # Pinned to logical CPU i before exec, and inherited by the rank (no taskset: the lent
+        # 16-core machines need not have util-linux; mpirun's --cpu-set counts cores, not CPUs).
+        pin = (lambda cpu=sorted(os.sched_getaffinity(0))[i]: os.sched_setaffinity(0, {cpu})) if n <= cores else None
+        procs.append((out, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=pin)))
     for out, p in procs:
         if p.wait() != 0:
             raise SystemExit(f"scaling.py: a 1-rank run beside {n - 1} others failed: {p.stderr.read().decode()[-500:]}")
@@ -163,8 +171,10 @@ def main():
     ap.add_argument("--beta", type=float, help="seconds per byte (default: measured)")
     ap.add_argument("--layouts", default="", help='ranks x threads layouts at global batch 256, e.g. "16x1 8x2 1x16"')
     a = ap.parse_args()
+    if a.steps < 40:
+        ap.error("--steps must be at least 40: the figures are medians over the 10-step intervals after step 20")
     ranks = [int(x) for x in a.ranks.split()]
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0))  # the CPUs this process may use, cpusets counted
     tessera = os.path.join(a.build, "tessera")
     os.makedirs(a.out, exist_ok=True)
     alpha, beta, alpha_small = calibrate(a.build)

@@ -16,9 +16,9 @@ export OUT_DIR=$out HERE=$here STEPS=$steps
 "$here/run_bundled.sh" "$bundle" /tmp/tb-run bash -c '
   set -euo pipefail
   tessera --version
-  python3 "$HERE/scaling.py" --build "$TB/bin" --ranks "1 2 4 8 16" --steps "$STEPS" \
+  python3 -u "$HERE/scaling.py" --build "$TB/bin" --ranks "1 2 4 8 16" --steps "$STEPS" \
     --layouts "16x1 8x2 4x4 2x8 1x16" --out "$OUT_DIR" 2>&1 | tee "$OUT_DIR/scaling_log.txt"
-  mpirun -np 16 --bind-to core "$TB/bin/bench/collective_bench" \
+  mpirun -np 16 --bind-to core "$TB/bin/bench/collective_bench" --benchmark_color=false \
     --benchmark_filter="BM_(RawMpi|Tessera)Allreduce/(8|262144|4194304)/" >"$OUT_DIR/collectives_16.txt" 2>&1 || true
   tail -8 "$OUT_DIR/collectives_16.txt"
 '
