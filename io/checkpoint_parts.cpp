@@ -35,20 +35,16 @@ std::string rank_part_name(int rank) {
   return buf;
 }
 
-std::string params_sha256(const ModelSpec& spec, const float* params) {
-  return sha256_hex(params, static_cast<size_t>(spec.param_count()) * sizeof(float));
-}
-
 std::string moments_sha256(std::span<const float> m, std::span<const float> v) {
   std::string both = sha256_hex(m.data(), m.size_bytes());
   both += sha256_hex(v.data(), v.size_bytes());
   return sha256_hex(both.data(), both.size());
 }
 
-std::string rank_part_text(int rank, int world, int64_t step, const ModelSpec& spec, const float* params,
+std::string rank_part_text(int rank, int world, int64_t step, const std::string& params_sha256,
                            std::span<const float> m, std::span<const float> v) {
   std::ostringstream os;
-  os << "rank " << rank << " of " << world << "\nstep " << step << "\nparams_sha256 " << params_sha256(spec, params)
+  os << "rank " << rank << " of " << world << "\nstep " << step << "\nparams_sha256 " << params_sha256
      << "\noptimizer_sha256 " << moments_sha256(m, v) << "\n";
   return os.str();
 }

@@ -111,7 +111,7 @@ Checkpoint read_checkpoint(const std::string& dir_in) {
     c.m = read_moment(f, "m", c.model.spec.param_count(), opt);
     c.v = read_moment(f, "v", c.model.spec.param_count(), opt);
   }
-  const std::string want_params = params_sha256(c.model.spec, c.model.params.data());
+  const std::string& want_params = c.model.sha256;  // verified against the weights just read
   const std::string want_moments = moments_sha256(c.m, c.v);
   for (int64_t r = 0; r < c.meta.world_size; ++r) {
     const std::string name = rank_part_name(static_cast<int>(r));

@@ -37,10 +37,6 @@ std::vector<int64_t> read_sizes_attr(hid_t obj, const std::string& path) {
   return sizes;
 }
 
-std::string weights_sha256(const ModelSpec& spec, const float* params) {
-  return sha256_hex(params, static_cast<size_t>(spec.param_count()) * sizeof(float));
-}
-
 template <class Parse>
 auto parse_enum(const std::string& v, const std::string& path, const char* what, Parse parse) {
   auto r = parse(v);
@@ -80,7 +76,16 @@ h5::Handle open_model(const std::string& path) {
 
 }  // namespace
 
+std::string weights_sha256(const ModelSpec& spec, const float* params) {
+  return sha256_hex(params, static_cast<size_t>(spec.param_count()) * sizeof(float));
+}
+
 void write_model_file(const std::string& path, const ModelSpec& spec, const float* params) {
+  write_model_file(path, spec, params, weights_sha256(spec, params));
+}
+
+void write_model_file(const std::string& path, const ModelSpec& spec, const float* params,
+                      const std::string& sha256) {
   const auto hdf5 = h5::lock();  // a training source's I/O thread may still be reading
   atomic_write_with(path, [&](const std::string& tmp) {
     h5::Handle f = h5::create(tmp);
@@ -96,7 +101,7 @@ void write_model_file(const std::string& path, const ModelSpec& spec, const floa
     for (size_t i = 0; i < spec.sizes.size(); ++i) sizes += (i ? "," : "") + std::to_string(spec.sizes[i]);
     arch.add_raw("sizes", sizes + "]");
     h5::write_string_attr(f, "architecture", arch.str());
-    h5::write_string_attr(f, "weights_sha256", weights_sha256(spec, params));
+    h5::write_string_attr(f, "weights_sha256", sha256);
     if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) throw Error("cannot flush " + tmp);
   });
 }
@@ -129,8 +134,8 @@ ModelFile read_model_file(const std::string& path) {
   });
   m.params.resize(static_cast<size_t>(m.spec.param_count()));
   read_tensors(f, path, m.spec, m.params.data());
-  const std::string want = h5::read_string_attr(f, "weights_sha256");
-  if (want.empty() || want != weights_sha256(m.spec, m.params.data())) {
+  m.sha256 = h5::read_string_attr(f, "weights_sha256");
+  if (m.sha256.empty() || m.sha256 != weights_sha256(m.spec, m.params.data())) {
     throw CorruptionError(path + ": weights checksum mismatch (the file was altered or damaged; "
                           "use an intact copy)");
   }

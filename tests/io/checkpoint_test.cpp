@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "io/checkpoint_parts.h"
 #include "tests/io/error_matchers.h"
 #include "tests/io/test_files.h"
 
@@ -123,6 +124,39 @@ TEST(Checkpoint, RefusesEachKindOfDamageNamingThePart) {
   expect_refused([](const std::string& ck) { fs::remove(ck + "/MANIFEST"); }, {"incomplete checkpoint", "MANIFEST is missing"});
   expect_refused([&](const std::string& ck) { flip_last(ck + "/MANIFEST"); }, {"MANIFEST"});
   expect_refused([](const std::string& ck) { fs::resize_file(ck + "/MANIFEST", 200); }, {"MANIFEST has no end line"});
+}
+
+// A rank part that is intact (MANIFEST rewritten to match) but records other weights or moments
+// than the saved ones: the ranks had diverged when the checkpoint was taken. The weights'
+// digest it is compared with is the one model.h5 recorded and the read verified.
+TEST(Checkpoint, RefusesARankPartWhoseReplicaDiffers) {
+  const std::vector<std::string> parts = {"model.h5", "optimizer.h5", "state.toml", "config.toml",
+                                          "provenance.json", "rank-00000.txt"};
+  const Fixture f(5);
+  std::vector<float> other = f.params;
+  other[3] += 1.0f;
+  for (const char* name : {"params_sha256 ", "optimizer_sha256 "}) {
+    const std::string field = name;
+    TempDir dir;
+    LocalCommunicator comm;
+    const std::string ck = write_checkpoint(dir.path(), Fixture(5).w, 1, comm);
+    std::string text = testing::read_bytes(ck + "/rank-00000.txt");
+    const size_t at = text.find(field);
+    ASSERT_NE(at, std::string::npos) << text;
+    const std::string wrong = field == "params_sha256 " ? weights_sha256(f.spec, other.data())
+                                                        : moments_sha256(other, f.v);
+    text.replace(at + field.size(), wrong.size(), wrong);
+    testing::write_bytes(ck + "/rank-00000.txt", text);
+    testing::write_bytes(ck + "/MANIFEST", manifest_text(ck, 5, parts));
+    TESSERA_EXPECT_THROW_NAMING(CorruptionError, read_checkpoint(ck), "part rank-00000.txt",
+                                "replica differs from the saved weights");
+  }
+  // The same edit with the true digests reads back: the comparison is with what was saved.
+  TempDir dir;
+  LocalCommunicator comm;
+  const std::string ck = write_checkpoint(dir.path(), f.w, 1, comm);
+  testing::write_bytes(ck + "/MANIFEST", manifest_text(ck, 5, parts));
+  EXPECT_EQ(read_checkpoint(ck).model.sha256, weights_sha256(f.spec, f.params.data()));
 }
 
 TEST(Checkpoint, RefusesAnUncommittedDirectoryAndADanglingLatest) {
