@@ -111,11 +111,10 @@ std::string write_checkpoint(const std::string& run_dir, const CheckpointWrite& 
   agree(comm, why, what + ": creating the temporary directory");
 
   why = attempt([&] {
-    const std::string params_sha256 = weights_sha256(*w.spec, w.params);
-    const std::string rank_part = rank_part_text(comm.rank(), comm.size(), step, params_sha256, w.m, w.v);
-    write_synced_text((tmp / rank_part_name(comm.rank())).string(), rank_part);
+    const ReplicaDigests digests = replica_digests(*w.spec, w.params, w.m, w.v);
+    write_synced_text((tmp / rank_part_name(comm.rank())).string(), rank_part_text(comm.rank(), comm.size(), step, digests));
     if (comm.rank() != 0) return;
-    write_model_file((tmp / "model.h5").string(), *w.spec, w.params, params_sha256);
+    write_model_file((tmp / "model.h5").string(), *w.spec, w.params, digests.params);
     write_optimizer((tmp / "optimizer.h5").string(), w.m, w.v);
     write_synced_text((tmp / "state.toml").string(), meta_toml(w.meta));
     write_synced_text((tmp / "config.toml").string(), w.config_toml);

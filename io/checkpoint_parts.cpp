@@ -10,6 +10,8 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "io/files.h"
+#include "io/model_file.h"
+#include "kernels/parallel.h"
 
 namespace tessera {
 
@@ -36,16 +38,32 @@ std::string rank_part_name(int rank) {
 }
 
 std::string moments_sha256(std::span<const float> m, std::span<const float> v) {
-  std::string both = sha256_hex(m.data(), m.size_bytes());
-  both += sha256_hex(v.data(), v.size_bytes());
+  std::string h[2];
+  kernels::for_chunks(2, 1, [&](int64_t b, int64_t) {
+    const std::span<const float> s = b == 0 ? m : v;
+    h[b] = sha256_hex(s.data(), s.size_bytes());
+  });
+  const std::string both = h[0] + h[1];
   return sha256_hex(both.data(), both.size());
 }
 
-std::string rank_part_text(int rank, int world, int64_t step, const std::string& params_sha256,
-                           std::span<const float> m, std::span<const float> v) {
+ReplicaDigests replica_digests(const ModelSpec& spec, const float* params, std::span<const float> m,
+                               std::span<const float> v) {
+  ReplicaDigests d;
+  kernels::for_chunks(2, 1, [&](int64_t b, int64_t) {
+    if (b == 0) {
+      d.params = weights_sha256(spec, params);
+    } else {
+      d.optimizer = moments_sha256(m, v);
+    }
+  });
+  return d;
+}
+
+std::string rank_part_text(int rank, int world, int64_t step, const ReplicaDigests& d) {
   std::ostringstream os;
-  os << "rank " << rank << " of " << world << "\nstep " << step << "\nparams_sha256 " << params_sha256
-     << "\noptimizer_sha256 " << moments_sha256(m, v) << "\n";
+  os << "rank " << rank << " of " << world << "\nstep " << step << "\nparams_sha256 " << d.params
+     << "\noptimizer_sha256 " << d.optimizer << "\n";
   return os.str();
 }
 
@@ -150,14 +168,19 @@ CheckpointMeta parse_meta(const std::string& text, const std::string& where) {
 std::string manifest_text(const std::string& dir, int64_t step, const std::vector<std::string>& parts) {
   std::ostringstream os;
   os << kCheckpointFormat << "\nstep " << step << "\n";
+  std::vector<std::string> paths;
+  std::vector<long> bytes;
   for (const std::string& p : parts) {
-    const std::string path = dir + "/" + p;
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (f == nullptr) throw Error("checkpoint part " + path + " was not written");
+    paths.push_back(dir + "/" + p);
+    std::FILE* f = std::fopen(paths.back().c_str(), "rb");
+    if (f == nullptr) throw Error("checkpoint part " + paths.back() + " was not written");
     std::fseek(f, 0, SEEK_END);
-    const long bytes = std::ftell(f);
+    bytes.push_back(std::ftell(f));
     std::fclose(f);
-    os << "part " << sha256_file(path) << " " << bytes << " " << p << "\n";
+  }
+  const std::vector<std::string> digests = sha256_files(paths);
+  for (size_t i = 0; i < parts.size(); ++i) {
+    os << "part " << digests[i] << " " << bytes[i] << " " << parts[i] << "\n";
   }
   const std::string body = os.str();
   return body + "end " + sha256_hex(body.data(), body.size()) + "\n";

@@ -19,12 +19,17 @@ int64_t parse_step_name(const std::string& name);
 // "rank-00003.txt": the rank's replica checksums, so a load can tell that every rank held the
 // same weights and optimizer state when the checkpoint was taken.
 std::string rank_part_name(int rank);
-// params_sha256 is the replica's weights_sha256 (io/model_file.h), which rank 0 also writes into
-// model.h5: the caller computes it once for both.
-std::string rank_part_text(int rank, int world, int64_t step, const std::string& params_sha256,
-                           std::span<const float> m, std::span<const float> v);
-// SHA-256 of the optimizer moments (m then v), as recorded in rank parts.
+// A replica's digests as its rank part records them: params is weights_sha256 (io/model_file.h),
+// which rank 0 also writes into model.h5, so the writer computes it once for both.
+struct ReplicaDigests {
+  std::string params, optimizer;
+};
+// SHA-256 of the optimizer moments: of the digests of m and of v (hashed at once on oneTBB threads).
 std::string moments_sha256(std::span<const float> m, std::span<const float> v);
+// Both, the weights beside the moments on oneTBB threads.
+ReplicaDigests replica_digests(const ModelSpec& spec, const float* params, std::span<const float> m,
+                               std::span<const float> v);
+std::string rank_part_text(int rank, int world, int64_t step, const ReplicaDigests& digests);
 
 // state.toml: doubles are stored as hex floats so a resumed run continues with the same bits.
 std::string meta_toml(const CheckpointMeta& meta);

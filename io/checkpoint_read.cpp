@@ -77,18 +77,23 @@ Checkpoint read_checkpoint(const std::string& dir_in) {
   c.dir = dir;
   int64_t step = -1;
   const std::vector<ManifestPart> parts = parse_manifest(read_text(manifest), dir, &step);
+  std::vector<std::string> paths;
   for (const ManifestPart& p : parts) {
-    const std::string path = dir + "/" + p.name;
+    paths.push_back(dir + "/" + p.name);
     struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) throw CorruptionError(dir + ": part " + p.name + " is missing");
+    if (::stat(paths.back().c_str(), &st) != 0) throw CorruptionError(dir + ": part " + p.name + " is missing");
     if (st.st_size != p.bytes) {
       throw CorruptionError(dir + ": part " + p.name + " has " + std::to_string(st.st_size) + " bytes, MANIFEST says " +
                             std::to_string(p.bytes) + (st.st_size < p.bytes ? " (truncated)" : " (altered)"));
     }
-    if (sha256_file(path) != p.sha256) {
-      throw CorruptionError(dir + ": part " + p.name + " checksum mismatch (altered or damaged)");
+  }
+  // Hashed at once, checked in MANIFEST order: the first damaged part is the one named.
+  const std::vector<std::string> digests = sha256_files(paths);
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (digests[i] != parts[i].sha256) {
+      throw CorruptionError(dir + ": part " + parts[i].name + " checksum mismatch (altered or damaged)");
     }
-    c.parts.push_back(p.name);
+    c.parts.push_back(parts[i].name);
   }
   auto listed = [&](const std::string& name) {
     if (std::find(c.parts.begin(), c.parts.end(), name) == c.parts.end()) {

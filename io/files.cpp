@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/parallel.h"
 
 namespace tessera {
 
@@ -156,6 +157,14 @@ std::string sha256_file(const std::string& path) {
   while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) h.update(buf.data(), n);
   std::fclose(f);
   return h.hex_digest();
+}
+
+std::vector<std::string> sha256_files(const std::vector<std::string>& paths) {
+  std::vector<std::string> out(paths.size());
+  kernels::for_chunks(static_cast<int64_t>(paths.size()), 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) out[static_cast<size_t>(i)] = sha256_file(paths[static_cast<size_t>(i)]);
+  });
+  return out;
 }
 
 std::string fingerprint_file(const std::string& path) {

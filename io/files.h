@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "core/communicator.h"
 
@@ -40,6 +41,9 @@ void make_dirs(const std::string& path);
 
 std::string sha256_hex(const void* data, size_t n);
 std::string sha256_file(const std::string& path);
+// sha256_file of each path, in order, hashed on oneTBB threads (train.threads of them at most):
+// a checkpoint's parts are independent, and one SHA-256 stream runs on one core.
+std::vector<std::string> sha256_files(const std::vector<std::string>& paths);
 
 // Cheap fingerprint of a data file (docs/formats.md): SHA-256 over its size and evenly spaced
 // 64 KiB windows, one per 64 MiB of file, 16 to 256 (the whole file when it is under 1 MiB).

@@ -4,10 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <tbb/global_control.h>
+
 #include <filesystem>
 
 #include "core/error.h"
 #include "io/checkpoint_parts.h"
+#include "io/files.h"
 #include "tests/io/error_matchers.h"
 #include "tests/io/test_files.h"
 
@@ -157,6 +160,37 @@ TEST(Checkpoint, RefusesARankPartWhoseReplicaDiffers) {
   const std::string ck = write_checkpoint(dir.path(), f.w, 1, comm);
   testing::write_bytes(ck + "/MANIFEST", manifest_text(ck, 5, parts));
   EXPECT_EQ(read_checkpoint(ck).model.sha256, weights_sha256(f.spec, f.params.data()));
+}
+
+// The parts are hashed on oneTBB threads; the digests must come out in order and the same
+// for any thread count, and a part that cannot be read must be named.
+TEST(Checkpoint, PartsHashTheSameOnOneAndTwoThreads) {
+  TempDir dir;
+  std::vector<std::string> paths;
+  for (int i = 0; i < 6; ++i) {
+    paths.push_back(dir.file("part" + std::to_string(i)));
+    testing::write_bytes(paths.back(), std::string(static_cast<size_t>(1000 * i + 1), static_cast<char>('a' + i)));
+  }
+  std::vector<std::string> one;
+  for (const std::string& p : paths) one.push_back(sha256_file(p));
+  for (int threads : {1, 2}) {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+    EXPECT_EQ(sha256_files(paths), one) << threads << " threads";
+  }
+  paths.insert(paths.begin() + 3, dir.file("missing"));
+  TESSERA_EXPECT_THROW_NAMING(Error, sha256_files(paths), "cannot read", dir.file("missing"));
+
+  // A whole checkpoint: the same MANIFEST (every part's digest, in order) on 1 and 2 threads.
+  std::string manifest[2];
+  for (int threads : {1, 2}) {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+    TempDir run;
+    LocalCommunicator comm;
+    const std::string ck = write_checkpoint(run.path(), Fixture(4).w, 1, comm);
+    manifest[threads - 1] = testing::read_bytes(ck + "/MANIFEST");
+    EXPECT_EQ(read_checkpoint(ck).meta.state.step, 4);
+  }
+  EXPECT_EQ(manifest[0], manifest[1]);
 }
 
 TEST(Checkpoint, RefusesAnUncommittedDirectoryAndADanglingLatest) {
