@@ -1,5 +1,5 @@
 // Loading and checking checkpoints. Order of checks: MANIFEST (present, intact), each part's
-// size then SHA-256, then contents (weights checksum and shapes, optimizer shapes, state fields,
+// presence, size and SHA-256 (the first damaged part in MANIFEST order is named), then contents (weights checksum and shapes, optimizer shapes, state fields,
 // rank replicas). No part is parsed before its checksum matched, and nothing falls back to an
 // older checkpoint: the caller is told which part of which checkpoint is wrong.
 #include <sys/stat.h>
@@ -77,20 +77,27 @@ Checkpoint read_checkpoint(const std::string& dir_in) {
   c.dir = dir;
   int64_t step = -1;
   const std::vector<ManifestPart> parts = parse_manifest(read_text(manifest), dir, &step);
-  std::vector<std::string> paths;
-  for (const ManifestPart& p : parts) {
-    paths.push_back(dir + "/" + p.name);
+  // Sizes first, then the parts of the right size hashed at once on oneTBB threads; the first
+  // damaged part in MANIFEST order is named, whatever is wrong with it, as checking part after
+  // part would.
+  std::vector<std::string> wrong(parts.size()), paths;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const ManifestPart& p = parts[i];
+    const std::string path = dir + "/" + p.name;
     struct stat st {};
-    if (::stat(paths.back().c_str(), &st) != 0) throw CorruptionError(dir + ": part " + p.name + " is missing");
-    if (st.st_size != p.bytes) {
-      throw CorruptionError(dir + ": part " + p.name + " has " + std::to_string(st.st_size) + " bytes, MANIFEST says " +
-                            std::to_string(p.bytes) + (st.st_size < p.bytes ? " (truncated)" : " (altered)"));
+    if (::stat(path.c_str(), &st) != 0) {
+      wrong[i] = dir + ": part " + p.name + " is missing";
+    } else if (st.st_size != p.bytes) {
+      wrong[i] = dir + ": part " + p.name + " has " + std::to_string(st.st_size) + " bytes, MANIFEST says " +
+                 std::to_string(p.bytes) + (st.st_size < p.bytes ? " (truncated)" : " (altered)");
+    } else {
+      paths.push_back(path);
     }
   }
-  // Hashed at once, checked in MANIFEST order: the first damaged part is the one named.
   const std::vector<std::string> digests = sha256_files(paths);
-  for (size_t i = 0; i < parts.size(); ++i) {
-    if (digests[i] != parts[i].sha256) {
+  for (size_t i = 0, hashed = 0; i < parts.size(); ++i) {
+    if (!wrong[i].empty()) throw CorruptionError(wrong[i]);
+    if (digests[hashed++] != parts[i].sha256) {
       throw CorruptionError(dir + ": part " + parts[i].name + " checksum mismatch (altered or damaged)");
     }
     c.parts.push_back(parts[i].name);

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <memory>
 #include <vector>
@@ -161,9 +162,21 @@ std::string sha256_file(const std::string& path) {
 
 std::vector<std::string> sha256_files(const std::vector<std::string>& paths) {
   std::vector<std::string> out(paths.size());
+  // Each file's error kept apart and the first path's rethrown: the same error whichever thread
+  // met its own first.
+  std::vector<std::exception_ptr> failed(paths.size());
   kernels::for_chunks(static_cast<int64_t>(paths.size()), 1, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) out[static_cast<size_t>(i)] = sha256_file(paths[static_cast<size_t>(i)]);
+    for (auto i = static_cast<size_t>(b); i < static_cast<size_t>(e); ++i) {
+      try {
+        out[i] = sha256_file(paths[i]);
+      } catch (...) {
+        failed[i] = std::current_exception();
+      }
+    }
   });
+  for (const std::exception_ptr& f : failed) {
+    if (f) std::rethrow_exception(f);
+  }
   return out;
 }
 

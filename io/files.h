@@ -41,8 +41,9 @@ void make_dirs(const std::string& path);
 
 std::string sha256_hex(const void* data, size_t n);
 std::string sha256_file(const std::string& path);
-// sha256_file of each path, in order, hashed on oneTBB threads (train.threads of them at most):
-// a checkpoint's parts are independent, and one SHA-256 stream runs on one core.
+// sha256_file of each path, in order, hashed on oneTBB threads (as many as its parallelism limit
+// allows: train.threads under train): a checkpoint's parts are independent, and one SHA-256
+// stream runs on one core. A file that cannot be read: the first such path's Error.
 std::vector<std::string> sha256_files(const std::vector<std::string>& paths);
 
 // Cheap fingerprint of a data file (docs/formats.md): SHA-256 over its size and evenly spaced

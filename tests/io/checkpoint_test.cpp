@@ -138,28 +138,59 @@ TEST(Checkpoint, RefusesARankPartWhoseReplicaDiffers) {
   const Fixture f(5);
   std::vector<float> other = f.params;
   other[3] += 1.0f;
-  for (const char* name : {"params_sha256 ", "optimizer_sha256 "}) {
-    const std::string field = name;
-    TempDir dir;
+  // A fresh checkpoint whose rank part records `digest` as `field`, MANIFEST rewritten to match.
+  auto written_with = [&](const TempDir& dir, const std::string& field, const std::string& digest) {
     LocalCommunicator comm;
     const std::string ck = write_checkpoint(dir.path(), Fixture(5).w, 1, comm);
     std::string text = testing::read_bytes(ck + "/rank-00000.txt");
-    const size_t at = text.find(field);
-    ASSERT_NE(at, std::string::npos) << text;
-    const std::string wrong = field == "params_sha256 " ? weights_sha256(f.spec, other.data())
-                                                        : moments_sha256(other, f.v);
-    text.replace(at + field.size(), wrong.size(), wrong);
+    const size_t at = text.find(field + " ");
+    EXPECT_NE(at, std::string::npos) << text;
+    text.replace(at + field.size() + 1, digest.size(), digest);
     testing::write_bytes(ck + "/rank-00000.txt", text);
     testing::write_bytes(ck + "/MANIFEST", manifest_text(ck, 5, parts));
+    return ck;
+  };
+  const std::string true_params = weights_sha256(f.spec, f.params.data()), true_moments = moments_sha256(f.m, f.v);
+  {
+    TempDir dir;
+    const std::string ck = written_with(dir, "params_sha256", weights_sha256(f.spec, other.data()));
     TESSERA_EXPECT_THROW_NAMING(CorruptionError, read_checkpoint(ck), "part rank-00000.txt",
                                 "replica differs from the saved weights");
   }
-  // The same edit with the true digests reads back: the comparison is with what was saved.
+  {
+    TempDir dir;
+    const std::string ck = written_with(dir, "optimizer_sha256", moments_sha256(other, f.v));
+    TESSERA_EXPECT_THROW_NAMING(CorruptionError, read_checkpoint(ck), "part rank-00000.txt",
+                                "replica differs from the saved weights");
+  }
+  // The same edit with the true digests reads back: the comparison is with what was saved, and
+  // the weights' digest is the one model.h5 recorded.
+  for (const auto& [field, digest] : {std::pair<std::string, std::string>{"params_sha256", true_params},
+                                      {"optimizer_sha256", true_moments}}) {
+    TempDir dir;
+    EXPECT_EQ(read_checkpoint(written_with(dir, field, digest)).model.sha256, true_params) << field;
+  }
+}
+
+// With two parts damaged, the first in MANIFEST order is named, whatever is wrong with each: a
+// checksum mismatch (model.h5) before a truncation (config.toml) and a missing part (rank part).
+TEST(Checkpoint, NamesTheFirstDamagedPartInManifestOrder) {
   TempDir dir;
   LocalCommunicator comm;
-  const std::string ck = write_checkpoint(dir.path(), f.w, 1, comm);
-  testing::write_bytes(ck + "/MANIFEST", manifest_text(ck, 5, parts));
-  EXPECT_EQ(read_checkpoint(ck).model.sha256, weights_sha256(f.spec, f.params.data()));
+  const std::string ck = write_checkpoint(dir.path(), Fixture(5).w, 1, comm);
+  const std::string model = testing::read_bytes(ck + "/model.h5");
+  std::string flipped = model;
+  flipped[flipped.size() - 2] ^= 0x01;
+  testing::write_bytes(ck + "/model.h5", flipped);
+  fs::resize_file(ck + "/config.toml", 10);
+  fs::remove(ck + "/rank-00000.txt");
+  TESSERA_EXPECT_THROW_NAMING(CorruptionError, read_checkpoint(ck), "part model.h5 checksum mismatch");
+  // model.h5 intact again: the truncated config.toml comes before the later damage.
+  testing::write_bytes(ck + "/model.h5", model);
+  std::string prov = testing::read_bytes(ck + "/provenance.json");
+  prov[1] ^= 0x01;
+  testing::write_bytes(ck + "/provenance.json", prov);
+  TESSERA_EXPECT_THROW_NAMING(CorruptionError, read_checkpoint(ck), "part config.toml has 10 bytes", "(truncated)");
 }
 
 // The parts are hashed on oneTBB threads; the digests must come out in order and the same
