@@ -1,7 +1,8 @@
 // Loading and checking checkpoints. Order of checks: MANIFEST (present, intact), each part's
-// presence, size and SHA-256 (the first damaged part in MANIFEST order is named), then contents (weights checksum and shapes, optimizer shapes, state fields,
-// rank replicas). No part is parsed before its checksum matched, and nothing falls back to an
-// older checkpoint: the caller is told which part of which checkpoint is wrong.
+// presence, size and SHA-256 (the first damaged part in MANIFEST order is named), then contents
+// (weights checksum and shapes, optimizer shapes, state fields, rank replicas). No part is
+// parsed before its checksum matched, and nothing falls back to an older checkpoint: the caller
+// is told which part of which checkpoint is wrong.
 #include <sys/stat.h>
 
 #include <filesystem>

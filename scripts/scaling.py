@@ -6,10 +6,11 @@ Run through scripts/scaling.sh. Measures, for N in --ranks (ranks x 1 thread eac
 Figures are medians over the log intervals after step 20 (samples_per_s, compute_s, data_wait_s,
 comm_wait_min_s: the exposed communication, and comm_wait_s, which adds the wait for slower
 ranks, from metrics.jsonl); --steps is at least 40. Each run writes one checkpoint, after its
-last step. Parallel efficiency: strong E = t(1) / (N t(N)) in step time; weak E = t(1) / t(N). For weak scaling it also runs N independent 1-rank trainings side by
-side (one per core, no communication): their step time (alone_step_ms) is what sharing the
-machine's memory bandwidth, caches and clocks costs by itself, so the gap between that and the
-measured step is communication. --layouts "16x1 4x4 1x16" compares ranks x threads splits of the
+last step. Parallel efficiency: strong E = t(1) / (N t(N)) in step time; weak E = t(1) / t(N).
+For weak scaling it also runs N independent 1-rank trainings side by side (one per core, no
+communication): their step time (alone_step_ms) is what sharing the machine's memory bandwidth,
+caches and clocks costs by itself, so the gap between that and the measured step is
+communication. --layouts "16x1 4x4 1x16" compares ranks x threads splits of the
 same cores at global batch 256 (layouts.csv).
 
 The cost model (assumptions, also in README "Scaling"):
