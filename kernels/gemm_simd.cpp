@@ -81,10 +81,12 @@ struct RowBlocks {
 
 // c (M x cols, leading dim ldc) = [c or 0] + A (M x kc) · panel (kc x lanes·NV, row stride
 // kNr), then the epilogue if `last`. A(i, p) is a[i * lda + p], or a[p * kMr + i] if kPacked.
-// cols <= lanes·NV.
-template <class S, int M, int NV, bool kPacked>
+// cols <= lanes·NV. With kFill, the panel's rows are read from B's rows instead (B(p, j) =
+// b[p * ldb + j], cols == lanes·NV) and stored into `fill`, the panel to be.
+template <class S, int M, int NV, bool kPacked, bool kFill = false>
 void microkernel(int64_t kc, const float* a, int64_t lda, const float* panel, float* c,
-                 int64_t ldc, int cols, bool first, bool last, const Epilogue& e) {
+                 int64_t ldc, int cols, bool first, bool last, const Epilogue& e,
+                 const float* b = nullptr, int64_t ldb = 0, float* fill = nullptr) {
   using V = typename S::V;
   constexpr int L = S::kLanes;
   // Whole vectors take plain loads and stores (AVX2's masked ones cost more).
@@ -99,9 +101,15 @@ void microkernel(int64_t kc, const float* a, int64_t lda, const float* panel, fl
     for (int v = 0; v < NV; ++v) acc[i][v] = first ? S::zero() : load_c(c + i * ldc, v);
   }
   for (int64_t p = 0; p < kc; ++p) {
-    const float* bp = panel + p * kNr<S>;
     V bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = S::load(bp + L * v);
+    if constexpr (kFill) {
+      for (int v = 0; v < NV; ++v) {
+        bv[v] = S::loadu(b + p * ldb + L * v);
+        S::store(fill + p * kNr<S> + L * v, bv[v]);
+      }
+    } else {
+      for (int v = 0; v < NV; ++v) bv[v] = S::load(panel + p * kNr<S> + L * v);
+    }
     for (int i = 0; i < M; ++i) {
       const V ai = S::set1(kPacked ? a[p * kMr + i] : a[i * lda + p]);
       for (int v = 0; v < NV; ++v) acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
@@ -276,6 +284,19 @@ void gemm_block(int64_t m, int64_t n, int64_t kc, const float* a, int64_t lda, c
         pack_transposed<S>(b + (j0 + g * kN) * ldb, ldb, kc, std::min(kN, cols - g * kN),
                            panel + g * kc * kN);
       }
+    } else if (kG == 1 && !S::kPackA && cols == kN && m >= kMr) {
+      // The first register block packs the whole panel of B's rows as it loads them, so those
+      // loads (a page apart in a 1024-wide layer: latency-bound in pack_rows' own pass) overlap
+      // its FMAs; the other blocks then run on the panel.
+      Epilogue ej = e;
+      if (ej.bias != nullptr) ej.bias += j0;
+      if (ej.mask != nullptr) ej.mask += j0;
+      microkernel<S, kMr, S::kPanelVectors, false, true>(kc, a, lda, panel, c + j0, ldc, kN,
+                                                         first, last, ej, b + j0, ldb, panel);
+      if (ej.mask != nullptr) ej.mask += kMr * ldc;
+      run_panel<S>(m - kMr, kc, a + kMr * lda, lda, panel, c + kMr * ldc + j0, ldc, kN, first,
+                   last, ej);
+      continue;
     } else {
       pack_rows<S>(b + j0, ldb, kc, groups, cols, panel);
     }
