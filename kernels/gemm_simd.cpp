@@ -117,6 +117,14 @@ void microkernel(int64_t kc, const float* a, int64_t lda, const float* panel, fl
     } else {
       for (int v = 0; v < NV; ++v) bv[v] = S::load(panel + p * kNr<S> + L * v);
     }
+    // A's rows read in place are M streams a page apart in a 1024-wide layer (one L1 set),
+    // streamed from L3 once per panel: each row's line 64 floats on is fetched once per line
+    // (the forward 1.2-1.5% faster in the step, the 1024-wide backward 1%; 128 on measured alike).
+    if constexpr (!kPacked) {
+      if (p % 16 == 0 && p + 64 < kc) {
+        for (int i = 0; i < M; ++i) __builtin_prefetch(a + i * lda + p + 64, 0, 3);
+      }
+    }
     for (int i = 0; i < M; ++i) {
       const V ai = S::set1(kPacked ? a[p * kMr + i] : a[i * lda + p]);
       for (int v = 0; v < NV; ++v) acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
