@@ -79,14 +79,15 @@ struct RowBlocks {
   }
 };
 
-// Rows of B ahead that a filling microkernel fetches: its rows are a page apart, beyond the
-// hardware prefetchers (24 and 48 measured alike, the 1024-wide layer's backward 1-1.5% faster).
+// Rows of B ahead that a filling microkernel fetches: its rows are a page apart in a 1024-wide
+// layer, a stride the hardware prefetchers do not follow (24 and 48 measured alike, the
+// 1024-wide layer's backward 1-1.5% faster).
 constexpr int64_t kFillAhead = 48;
 
 // c (M x cols, leading dim ldc) = [c or 0] + A (M x kc) · panel (kc x lanes·NV, row stride
 // kNr), then the epilogue if `last`. A(i, p) is a[i * lda + p], or a[p * kMr + i] if kPacked.
 // cols <= lanes·NV. With kFill, the panel's rows are read from B's rows instead (B(p, j) =
-// b[p * ldb + j], cols == lanes·NV) and stored into `fill`, the panel to be.
+// b[p * ldb + j], cols == lanes·NV) and stored into `fill`, the panel to be (`panel` unused).
 template <class S, int M, int NV, bool kPacked, bool kFill = false>
 void microkernel(int64_t kc, const float* a, int64_t lda, const float* panel, float* c,
                  int64_t ldc, int cols, bool first, bool last, const Epilogue& e,
@@ -117,9 +118,10 @@ void microkernel(int64_t kc, const float* a, int64_t lda, const float* panel, fl
     } else {
       for (int v = 0; v < NV; ++v) bv[v] = S::load(panel + p * kNr<S> + L * v);
     }
-    // A's rows read in place are M streams a page apart in a 1024-wide layer (one L1 set),
-    // streamed from L3 once per panel: each row's line 64 floats on is fetched once per line
-    // (the forward 1.2-1.5% faster in the step, the 1024-wide backward 1%; 128 on measured alike).
+    // A's rows read in place are M streams, a row apart (a page in a 1024-wide layer), read
+    // from L3 once per panel, more streams than the hardware prefetchers keep ahead of: each
+    // row's line 64 floats on is fetched once per line (the forwards 1.2-1.5% faster in the
+    // step, the 1024-wide backward 1%; 128 floats ahead measured alike).
     if constexpr (!kPacked) {
       if (p % 16 == 0 && p + 64 < kc) {
         for (int i = 0; i < M; ++i) __builtin_prefetch(a + i * lda + p + 64, 0, 3);
@@ -271,10 +273,11 @@ void pack_transposed(const float* bt, int64_t ldb, int64_t kc, int cols, float* 
   for (; j + L <= cols; j += L) {
     int64_t p = 0;
     for (; p + L <= kc; p += L) {
-      // The lanes rows read together lie a page apart in a 1024-wide layer, so their lines
-      // share one L1 set and the hardware prefetchers' next lines are evicted before use: each
-      // row's line kAhead floats on is fetched here, once per line: the first layer's forward
-      // 1.5% faster in bench/step_bench (the 1024-wide one alike).
+      // The lanes rows read together are as many streams, a row apart, each advancing one line
+      // per transpose, more than the hardware prefetchers keep ahead of: each row's line
+      // kAhead floats on is fetched here, once per line. The first layer's forward (784-wide
+      // rows) 1.5% faster in bench/step_bench; the 1024-wide one, whose rows a page apart
+      // share one L1 set, alike.
       constexpr int64_t kAhead = 64;
       if (p % 16 == 0 && p + kAhead < kc) {
         for (int i = 0; i < L; ++i) __builtin_prefetch(bt + (j + i) * ldb + p + kAhead, 0, 3);
@@ -312,7 +315,9 @@ void gemm_block(int64_t m, int64_t n, int64_t kc, const float* a, int64_t lda, c
     } else if (kG == 1 && !S::kPackA && cols == kN && m >= kMr) {
       // The first register block packs the whole panel of B's rows as it loads them, so those
       // loads (a page apart in a 1024-wide layer: latency-bound in pack_rows' own pass) overlap
-      // its FMAs; the other blocks then run on the panel.
+      // its FMAs; the other blocks then run on the panel. Called here, not from run_rows: a
+      // fill threaded through every row block cost the forward 1.3% in code layout alone.
+      // AVX-512 only: AVX2 packs A and packs four panels per pass over B's rows.
       Epilogue ej = e;
       if (ej.bias != nullptr) ej.bias += j0;
       if (ej.mask != nullptr) ej.mask += j0;

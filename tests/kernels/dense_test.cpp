@@ -283,7 +283,8 @@ TEST(Dense, SimdIsOneFmaChainPerOutput) {
 // nothing written past the outputs: column edges (widths 1..80 around the 8- and 16-lane
 // vectors and the 16-, 32- and 64-column panels), every row remainder of the 6- and 12-row
 // blocks, reductions of 0, depths of exactly 1024 and past it (forward, dX and dW), several
-// staged depth blocks of dW, tile edges.
+// staged depth blocks of dW, tile edges; dX whose first row block packs full panels while
+// accumulating over 1024-deep blocks (out = 1100: 1024 + 76; 2049: a last block 1 deep).
 TEST(Dense, SimdEdgeShapesExactAndInBounds) {
   if (simd_engines().empty()) GTEST_SKIP() << "neither AVX-512 nor AVX2 engine in this build";
   std::vector<Shape> shapes;
@@ -293,7 +294,8 @@ TEST(Dense, SimdEdgeShapesExactAndInBounds) {
   for (Shape s : {Shape{0, 5, 7}, Shape{6, 0, 5}, Shape{0, 0, 3}, Shape{7, 5, 0}, Shape{3, 1024, 20},
                   Shape{5, 2049, 17}, Shape{1025, 17, 3}, Shape{1537, 3, 40}, Shape{513, 70, 257},
                   Shape{31, 40, 1025}, Shape{260, 1030, 18}, Shape{9, 513, 520},
-                  Shape{1024, 17, 9}, Shape{257, 257, 23}, Shape{255, 9, 260}})
+                  Shape{1024, 17, 9}, Shape{257, 257, 23}, Shape{255, 9, 260},
+                  Shape{13, 128, 1100}, Shape{7, 64, 2049}})
     shapes.push_back(s);
   uint64_t seed = 100;
   for (const Shape& s : shapes) {
