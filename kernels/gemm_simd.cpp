@@ -83,6 +83,10 @@ struct RowBlocks {
 // layer, a stride the hardware prefetchers do not follow (24 and 48 measured alike, the
 // 1024-wide layer's backward 1-1.5% faster).
 constexpr int64_t kFillAhead = 48;
+// Floats ahead that the in-place rows of A and pack_transposed's source rows are fetched, once
+// per 64-byte line (kLineFloats): 64 and 128 measured alike for A.
+constexpr int64_t kRowAhead = 64;
+constexpr int64_t kLineFloats = 64 / sizeof(float);
 
 // c (M x cols, leading dim ldc) = [c or 0] + A (M x kc) · panel (kc x lanes·NV, row stride
 // kNr), then the epilogue if `last`. A(i, p) is a[i * lda + p], or a[p * kMr + i] if kPacked.
@@ -120,11 +124,11 @@ void microkernel(int64_t kc, const float* a, int64_t lda, const float* panel, fl
     }
     // A's rows read in place are M streams, a row apart (a page in a 1024-wide layer), read
     // from L3 once per panel, more streams than the hardware prefetchers keep ahead of: each
-    // row's line 64 floats on is fetched once per line (the forwards 1.2-1.5% faster in the
-    // step, the 1024-wide backward 1%; 128 floats ahead measured alike).
+    // row's line kRowAhead floats on is fetched (the forwards 1.2-1.5% faster in the step,
+    // the 1024-wide backward 1%).
     if constexpr (!kPacked) {
-      if (p % 16 == 0 && p + 64 < kc) {
-        for (int i = 0; i < M; ++i) __builtin_prefetch(a + i * lda + p + 64, 0, 3);
+      if (p % kLineFloats == 0 && p + kRowAhead < kc) {
+        for (int i = 0; i < M; ++i) __builtin_prefetch(a + i * lda + p + kRowAhead, 0, 3);
       }
     }
     for (int i = 0; i < M; ++i) {
@@ -275,12 +279,11 @@ void pack_transposed(const float* bt, int64_t ldb, int64_t kc, int cols, float* 
     for (; p + L <= kc; p += L) {
       // The lanes rows read together are as many streams, a row apart, each advancing one line
       // per transpose, more than the hardware prefetchers keep ahead of: each row's line
-      // kAhead floats on is fetched here, once per line. The first layer's forward (784-wide
-      // rows) 1.5% faster in bench/step_bench; the 1024-wide one, whose rows a page apart
-      // share one L1 set, alike.
-      constexpr int64_t kAhead = 64;
-      if (p % 16 == 0 && p + kAhead < kc) {
-        for (int i = 0; i < L; ++i) __builtin_prefetch(bt + (j + i) * ldb + p + kAhead, 0, 3);
+      // kRowAhead floats on is fetched here. The first layer's forward (784-wide rows) 1.5%
+      // faster in bench/step_bench; the 1024-wide one, whose rows a page apart share one L1
+      // set, alike.
+      if (p % kLineFloats == 0 && p + kRowAhead < kc) {
+        for (int i = 0; i < L; ++i) __builtin_prefetch(bt + (j + i) * ldb + p + kRowAhead, 0, 3);
       }
       S::transpose(bt + j * ldb + p, ldb, panel + p * kN + j, kN);
     }
@@ -304,6 +307,13 @@ void gemm_block(int64_t m, int64_t n, int64_t kc, const float* a, int64_t lda, c
   constexpr int kN = kNr<S>;
   constexpr int kG = S::kPackGroup;
   alignas(64) float panel[kPanelFloats<S>];
+  // The epilogue of the outputs from row r, column j on.
+  const auto at = [&](int64_t r, int64_t j) {
+    Epilogue ej = e;
+    if (ej.bias != nullptr) ej.bias += j;
+    if (ej.mask != nullptr) ej.mask += r * ldc + j;
+    return ej;
+  };
   for (int64_t j0 = 0; j0 < n; j0 += kG * kN) {
     const int cols = static_cast<int>(std::min<int64_t>(kG * kN, n - j0));
     const int groups = (cols + kN - 1) / kN;
@@ -318,25 +328,19 @@ void gemm_block(int64_t m, int64_t n, int64_t kc, const float* a, int64_t lda, c
       // its FMAs; the other blocks then run on the panel. Called here, not from run_rows: a
       // fill threaded through every row block cost the forward 1.3% in code layout alone.
       // AVX-512 only: AVX2 packs A and packs four panels per pass over B's rows.
-      Epilogue ej = e;
-      if (ej.bias != nullptr) ej.bias += j0;
-      if (ej.mask != nullptr) ej.mask += j0;
       microkernel<S, kMr, S::kPanelVectors, false, true>(kc, a, lda, panel, c + j0, ldc, kN,
-                                                         first, last, ej, b + j0, ldb, panel);
-      if (ej.mask != nullptr) ej.mask += kMr * ldc;
+                                                         first, last, at(0, j0), b + j0, ldb,
+                                                         panel);
       run_panel<S>(m - kMr, kc, a + kMr * lda, lda, panel, c + kMr * ldc + j0, ldc, kN, first,
-                   last, ej);
+                   last, at(kMr, j0));
       continue;
     } else {
       pack_rows<S>(b + j0, ldb, kc, groups, cols, panel);
     }
     for (int g = 0; g < groups; ++g) {
       const int64_t jg = j0 + g * kN;
-      Epilogue ej = e;
-      if (ej.bias != nullptr) ej.bias += jg;
-      if (ej.mask != nullptr) ej.mask += jg;
       run_panel<S>(m, kc, a, lda, panel + g * kc * kN, c + jg, ldc, std::min(kN, cols - g * kN),
-                   first, last, ej);
+                   first, last, at(0, jg));
     }
   }
 }
