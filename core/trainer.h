@@ -18,6 +18,7 @@
 #include "core/model.h"
 #include "core/optimizer.h"
 #include "core/progress.h"
+#include "kernels/warm_stacks.h"
 
 namespace tessera {
 
@@ -127,6 +128,7 @@ class Trainer {
   FlatBuffer grads_;
   Optimizer optimizer_;
   GradReducer reducer_;
+  kernels::WarmStacks warm_stacks_;  // no step faults fresh stack pages on any thread
   std::function<void(int)> layer_done_;
   TestFault fault_;
   Times times_;
