@@ -12,11 +12,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 #include <tbb/global_control.h>
-#include <tbb/parallel_for.h>
-#include <tbb/partitioner.h>
 
 #include <atomic>
-#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -25,7 +22,6 @@
 #include <memory>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "core/communicator.h"
@@ -36,6 +32,7 @@
 #include "tests/io/test_files.h"
 
 #include "tests/malloc_count.h"
+#include "tests/tbb_threads.h"
 
 namespace {
 // The read-ahead thread runs concurrently, off the step's path, and is not counted.
@@ -45,25 +42,6 @@ bool on_io_thread() {
   return std::strcmp(name, tessera::kIoThreadName) == 0;
 }
 
-// oneTBB starts its workers lazily and asynchronously: this small model's warm-up epoch takes
-// about 2 ms and could end before the worker had started, and the worker's start-up (its stack,
-// thread-local data and oneTBB allocator heap: 5 pages) then fell into the measured steps (CI,
-// 2026-12-04: "+5" on a thread that /proc did not yet list before them; here in 1 run of 2).
-// One task per thread, each waiting until all have arrived, so every worker is running before
-// the warm-up. Bounded, so a worker that never comes fails the fault check, not the test run.
-void start_workers(int threads) {
-  std::atomic<int> arrived{0};
-  tbb::parallel_for(
-      0, threads,
-      [&](int) {
-        arrived.fetch_add(1);
-        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-        while (arrived.load() < threads && std::chrono::steady_clock::now() < give_up) {
-          std::this_thread::yield();
-        }
-      },
-      tbb::static_partitioner());
-}
 }  // namespace
 
 
@@ -98,17 +76,12 @@ std::map<std::string, int64_t> step_page_faults() {
   return faults;
 }
 
-int64_t main_thread_faults() {
-  rusage u{};
-  getrusage(RUSAGE_THREAD, &u);
-  return u.ru_minflt + u.ru_majflt;
-}
 
 // Threads other than the main one whose fault count grew, as "tid name: +n"; empty when none did. Known limit: in the
 // bf16 cases a oneTBB worker (never the main thread) sometimes faults 3 pages in a whole run of
 // steady-state steps (about 1 run in 12 here); the cause was not found (neither stack depth nor
 // glibc's trimming: pre-touched worker stacks and fixed malloc thresholds left it unchanged; a
-// worker starting late, which start_workers now rules out, is a candidate not yet checked on a
+// worker starting late, which on_every_thread now rules out, is a candidate not yet checked on a
 // CPU with bf16), so workers are allowed up to kWorkerFaults in total. The main thread must fault none.
 constexpr int64_t kWorkerFaults = 4;
 std::string new_faults(const std::map<std::string, int64_t>& before, const std::map<std::string, int64_t>& after) {
@@ -118,7 +91,7 @@ std::string new_faults(const std::map<std::string, int64_t>& before, const std::
     const auto it = before.find(task);
     const int64_t d = n - (it == before.end() ? 0 : it->second);
     const bool main_thread = task.find("(main)") != std::string::npos;
-    if (main_thread) continue;  // counted exactly by main_thread_faults()
+    if (main_thread) continue;  // counted exactly by thread_faults() on it
     workers += d;
     if (d != 0 && workers > kWorkerFaults) out += (out.empty() ? "" : ", ") + task + ": +" + std::to_string(d);
   }
@@ -166,7 +139,11 @@ TEST_P(StepAlloc, SteadyStateStepAllocations) {
 
   const int64_t per_epoch = 1000 / 64;
   int64_t step = 0;
-  start_workers(c.threads);
+  // This small model's warm-up epoch takes about 2 ms and could end before oneTBB's worker had
+  // started; the worker's start-up (its stack, thread-local data and oneTBB allocator heap: 5
+  // pages) then fell into the measured steps (CI, 2026-12-04: "+5" on a thread /proc did not
+  // yet list before them; here in 1 run of 2). So every worker runs before the warm-up.
+  testing::on_every_thread(c.threads, [] {});
   // Warm-up: one full epoch (every chunk's address is looked up once, every window seen).
   for (int64_t s = 0; s < per_epoch; ++s) trainer.step(params, 0, s, step++);
 
@@ -179,7 +156,7 @@ TEST_P(StepAlloc, SteadyStateStepAllocations) {
   // The main thread's own count is read with one syscall right at the loop's edges: the /proc
   // walk above allocates (strings, map nodes), and a fresh heap page it touched after reading the
   // main thread's line would be charged to the steps.
-  const int64_t main_before = main_thread_faults();
+  const int64_t main_before = testing::thread_faults();
   for (int64_t epoch = 1; epoch < 3; ++epoch) {  // crosses epoch boundaries (new permutations)
     for (int64_t s = 0; s < per_epoch; ++s) {
       malloc_count::calls = 0;
@@ -189,7 +166,7 @@ TEST_P(StepAlloc, SteadyStateStepAllocations) {
       per_step.push_back(malloc_count::calls.load());
     }
   }
-  const int64_t main_after = main_thread_faults();
+  const int64_t main_after = testing::thread_faults();
   const auto after = step_page_faults();
   // No new pages either: a first touch costs ~10 µs per 4 KiB here (LIMITS.md).
   EXPECT_EQ(main_after - main_before, 0) << "main-thread page faults in " << per_step.size() << " steady-state steps";
