@@ -88,6 +88,21 @@ constexpr int64_t kFillAhead = 48;
 constexpr int64_t kRowAhead = 64;
 constexpr int64_t kLineFloats = 64 / sizeof(float);
 
+// The rows of B that the next panel's fill reads in place (rows of `lines` 64-byte lines, ld
+// floats apart), fetched into L2 a slice per register block of the current panel: those rows
+// are a page apart in a 1024-wide layer, where the hardware prefetchers do not follow and the
+// fill's own fetch kFillAhead rows on comes too late.
+struct Ahead {
+  const float* b = nullptr;
+  int64_t ld = 0, rows = 0;
+  int lines = 0;
+  void fetch(int64_t r0, int64_t r1) const {
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int l = 0; l < lines; ++l) __builtin_prefetch(b + r * ld + l * 16, 0, 2);
+    }
+  }
+};
+
 // c (M x cols, leading dim ldc) = [c or 0] + A (M x kc) · panel (kc x lanes·NV, row stride
 // kNr), then the epilogue if `last`. A(i, p) is a[i * lda + p], or a[p * kMr + i] if kPacked.
 // cols <= lanes·NV. With kFill, the panel's rows are read from B's rows instead (B(p, j) =
@@ -169,7 +184,8 @@ constexpr int kRowsFor = NV == S::kPanelVectors || S::kPackA ? kMr : 12;
 // kRowsFor rows at a time, or with S::kPackA packed by pack_a, in RowBlocks' blocks (lda unused).
 template <class S, int NV>
 void run_rows(int64_t m, int64_t kc, const float* a, int64_t lda, const float* panel, float* c,
-              int64_t ldc, int cols, bool first, bool last, const Epilogue& e) {
+              int64_t ldc, int cols, bool first, bool last, const Epilogue& e,
+              const Ahead& ahead = {}) {
   constexpr int kM = kRowsFor<S, NV>;
   constexpr bool kP = S::kPackA;
   // The epilogue of the rows from r on.
@@ -198,7 +214,9 @@ void run_rows(int64_t m, int64_t kc, const float* a, int64_t lda, const float* p
     }
   } else {
     int64_t i0 = 0;
-    for (; i0 + kM <= m; i0 += kM) {
+    const int64_t blocks = m / kM;
+    for (int64_t q = 0; i0 + kM <= m; i0 += kM, ++q) {
+      ahead.fetch(q * ahead.rows / blocks, (q + 1) * ahead.rows / blocks);
       microkernel<S, kM, NV, kP>(kc, a + i0 * lda, lda, panel, c + i0 * ldc, ldc, cols, first,
                                  last, rows_from(i0));
     }
@@ -235,14 +253,15 @@ void pack_a(const float* a, int64_t lda, int64_t m, int64_t kc, float* ap) {
 // A panel of `cols` columns through the narrowest register block that covers them.
 template <class S, int NV = S::kPanelVectors>
 void run_panel(int64_t m, int64_t kc, const float* a, int64_t lda, const float* panel, float* c,
-               int64_t ldc, int cols, bool first, bool last, const Epilogue& e) {
+               int64_t ldc, int cols, bool first, bool last, const Epilogue& e,
+               const Ahead& ahead = {}) {
   if constexpr (NV > 1) {
     if (cols <= S::kLanes * (NV / 2)) {
       run_panel<S, NV / 2>(m, kc, a, lda, panel, c, ldc, cols, first, last, e);
       return;
     }
   }
-  run_rows<S, NV>(m, kc, a, lda, panel, c, ldc, cols, first, last, e);
+  run_rows<S, NV>(m, kc, a, lda, panel, c, ldc, cols, first, last, e, ahead);
 }
 
 // panels g < groups, each kc x kNr at panel + g·kc·kNr: B(p, g·kNr + j) = b[p * ldb + g·kNr + j],
@@ -331,8 +350,11 @@ void gemm_block(int64_t m, int64_t n, int64_t kc, const float* a, int64_t lda, c
       microkernel<S, kMr, S::kPanelVectors, false, true>(kc, a, lda, panel, c + j0, ldc, kN,
                                                          first, last, at(0, j0), b + j0, ldb,
                                                          panel);
+      const int64_t next = std::min<int64_t>(kN, n - j0 - kN);
+      const Ahead ahead{b + j0 + kN, ldb, next > 0 ? kc : 0,
+                        static_cast<int>((next + kLineFloats - 1) / kLineFloats)};
       run_panel<S>(m - kMr, kc, a + kMr * lda, lda, panel, c + kMr * ldc + j0, ldc, kN, first,
-                   last, at(kMr, j0));
+                   last, at(kMr, j0), ahead);
       continue;
     } else {
       pack_rows<S>(b + j0, ldb, kc, groups, cols, panel);
