@@ -34,10 +34,36 @@ void for_range(int64_t n, const Body& body) {
 // default EIGEN_FAST_MATH its packet sqrt is an rsqrt14 + Newton approximation while its
 // alignment-peeled scalar head is exact, so Adam's bits moved with the buffer's alignment.
 
-// torch.optim.SGD, dampening 0, no nesterov (see optim.h for the formula).
+// torch.optim.SGD, dampening 0, no nesterov (see optim.h for the formula), for one element:
+// returns p's new value, b holds buf's old value on entry (unless kFirst) and its new one on
+// return. The FMAs are spelled out (std::fma), so the bits do not hang on the compiler's
+// contraction flags: the GEMM engine's fused form (kernels/gemm_simd.cpp) runs the same FMAs.
+// PyTorch skips the decay term when wd == 0 (so 0·inf never injects a NaN); so do we (kDecay).
+template <bool kBuf, bool kFirst, bool kDecay>
+inline float sgd_element(float p, float g, float& b, float neg_lr, float momentum, float wd) {
+  float d = kDecay ? std::fma(wd, p, g) : g;
+  if constexpr (kBuf) {
+    if constexpr (!kFirst) d = std::fma(momentum, b, d);
+    b = d;
+  }
+  return std::fma(neg_lr, d, p);
+}
+
+// Calls f.operator()<kBuf, kFirst, kDecay>() for the rule's mode, so each mode is its own loop.
+template <class F>
+void sgd_mode(bool buf, bool first, float wd, const F& f) {
+  const bool decay = wd != 0.0f;
+  if (!buf) {
+    decay ? f.template operator()<false, false, true>() : f.template operator()<false, false, false>();
+  } else if (first) {
+    decay ? f.template operator()<true, true, true>() : f.template operator()<true, true, false>();
+  } else {
+    decay ? f.template operator()<true, false, true>() : f.template operator()<true, false, false>();
+  }
+}
+
 void sgd_step(float* p, const float* g, float* buf, int64_t n, float lr, float momentum, float wd,
               bool first_step) {
-  // PyTorch skips the decay term when wd == 0 (so 0·inf never injects a NaN); so do we.
   const bool use_buf = momentum != 0.0f;
   for_range(n, [=](int64_t begin, int64_t end) {
     // Locals, not the closure's members, and restrict pointers: otherwise a store to p could
@@ -46,38 +72,23 @@ void sgd_step(float* p, const float* g, float* buf, int64_t n, float lr, float m
     float* __restrict pp = p;
     const float* __restrict gg = g;
     float* __restrict bb = buf;
-    const float rate = lr, mom = momentum, decay = wd;
-    if (!use_buf) {
-      if (decay != 0.0f) {
-        for (int64_t i = begin; i < end; ++i) pp[i] -= rate * (gg[i] + decay * pp[i]);
-      } else {
-        for (int64_t i = begin; i < end; ++i) pp[i] -= rate * gg[i];
-      }
-    } else if (first_step) {
-      if (decay != 0.0f) {
-        for (int64_t i = begin; i < end; ++i) {
-          const float d = gg[i] + decay * pp[i];
-          bb[i] = d;
-          pp[i] -= rate * d;
-        }
-      } else {
-        for (int64_t i = begin; i < end; ++i) {
-          bb[i] = gg[i];
-          pp[i] -= rate * gg[i];
-        }
-      }
-    } else if (decay != 0.0f) {
+    const float rate = -lr, mom = momentum, decay = wd;
+    sgd_mode(use_buf, first_step, decay, [&]<bool kBuf, bool kFirst, bool kDecay>() {
       for (int64_t i = begin; i < end; ++i) {
-        const float b = mom * bb[i] + (gg[i] + decay * pp[i]);
-        bb[i] = b;
-        pp[i] -= rate * b;
+        float b = kBuf && !kFirst ? bb[i] : 0.0f;
+        pp[i] = sgd_element<kBuf, kFirst, kDecay>(pp[i], gg[i], b, rate, mom, decay);
+        if constexpr (kBuf) bb[i] = b;
       }
-    } else {
-      for (int64_t i = begin; i < end; ++i) {
-        const float b = mom * bb[i] + gg[i];
-        bb[i] = b;
-        pp[i] -= rate * b;
-      }
+    });
+  });
+}
+
+void sgd_update_serial(const SgdUpdate& u, const float* g, int64_t n) {
+  sgd_mode(u.buf != nullptr, u.first_step, u.wd, [&]<bool kBuf, bool kFirst, bool kDecay>() {
+    for (int64_t i = 0; i < n; ++i) {
+      float b = kBuf && !kFirst ? u.buf[i] : 0.0f;
+      u.p_next[i] = sgd_element<kBuf, kFirst, kDecay>(u.p[i], g[i], b, -u.lr, u.momentum, u.wd);
+      if constexpr (kBuf) u.buf_next[i] = b;
     }
   });
 }

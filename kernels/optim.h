@@ -12,6 +12,31 @@ namespace tessera::kernels {
 void sgd_step(float* p, const float* g, float* buf, int64_t n, float lr, float momentum, float wd,
               bool first_step);
 
+// The same SGD update written to other buffers: p_next = the updated p, buf_next = the updated
+// buf, from p and buf, which stay as they were (so a step that turns out non-finite can be
+// dropped). Bit for bit sgd_step's: every form of the rule (this, sgd_step, the GEMM engine's
+// weight-gradient epilogue, kernels/gemm_simd.cpp) is the same float FMAs in the same order.
+// Pointers are to element 0 of the run being updated; buf and buf_next are nullptr when
+// momentum == 0.
+struct SgdUpdate {
+  const float* p = nullptr;
+  float* p_next = nullptr;
+  const float* buf = nullptr;
+  float* buf_next = nullptr;
+  float lr = 0, momentum = 0, wd = 0;
+  bool first_step = false;
+  // The same update for the run starting `offset` elements on.
+  SgdUpdate at(int64_t offset) const {
+    SgdUpdate u = *this;
+    u.p += offset;
+    u.p_next += offset;
+    if (u.buf != nullptr) u.buf += offset, u.buf_next += offset;
+    return u;
+  }
+};
+// Elements [0, n) of u's run from the gradient g (n), on the calling thread.
+void sgd_update_serial(const SgdUpdate& u, const float* g, int64_t n);
+
 // torch.optim.Adam (decoupled = false) and torch.optim.AdamW (decoupled = true), amsgrad false.
 //   Adam:  g = grad + wd·p           AdamW: p = p·(1 - lr·wd), g = grad
 //   m = β1·m + (1-β1)·g;  v = β2·v + (1-β2)·g²
