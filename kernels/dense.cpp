@@ -208,24 +208,37 @@ void dense_forward_relu(const T* x, const T* w, const T* b, T* y, int64_t n, int
   }
 }
 
+namespace {
+template <class T>
+void backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n, int64_t in,
+              int64_t out, bool relu_dx, const SgdUpdate* sgd) {
+  if constexpr (std::is_same_v<T, float>) {
+#if defined(TESSERA_GEMM_ENGINE_AVX512) || defined(TESSERA_GEMM_ENGINE_AVX2)
+    float_backward(dy, x, w, dw, db, dx, n, in, out, relu_dx, sgd);
+#else
+    float_backward(dy, x, w, dw, db, dx, n, in, out, relu_dx);
+    if (sgd != nullptr) {
+      sgd_update_serial(*sgd, dw, out * in);
+      if (db != nullptr) sgd_update_serial(sgd->at(out * in), db, out);
+    }
+#endif
+  } else {
+    if (sgd != nullptr) throw std::logic_error("dense_backward: a fused SGD update needs float");
+    eigen_dense_backward(dy, x, w, dw, db, dx, n, in, out, relu_dx);
+  }
+}
+}  // namespace
+
 template <class T>
 void dense_backward_relu(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n,
-                         int64_t in, int64_t out) {
-  if constexpr (std::is_same_v<T, float>) {
-    float_backward(dy, x, w, dw, db, dx, n, in, out, true);
-  } else {
-    eigen_dense_backward(dy, x, w, dw, db, dx, n, in, out, true);
-  }
+                         int64_t in, int64_t out, const SgdUpdate* sgd) {
+  backward(dy, x, w, dw, db, dx, n, in, out, true, sgd);
 }
 
 template <class T>
 void dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n, int64_t in,
-                    int64_t out) {
-  if constexpr (std::is_same_v<T, float>) {
-    float_backward(dy, x, w, dw, db, dx, n, in, out, false);
-  } else {
-    eigen_dense_backward(dy, x, w, dw, db, dx, n, in, out);
-  }
+                    int64_t out, const SgdUpdate* sgd) {
+  backward(dy, x, w, dw, db, dx, n, in, out, false, sgd);
 }
 
 #define TESSERA_DENSE_INSTANTIATE(T)                                                           \
@@ -234,7 +247,7 @@ void dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, in
   template void eigen_dense_backward<T>(const T*, const T*, const T*, T*, T*, T*, int64_t,      \
                                         int64_t, int64_t, bool);                               \
   template void dense_backward_relu<T>(const T*, const T*, const T*, T*, T*, T*, int64_t,       \
-                                       int64_t, int64_t);                                      \
+                                       int64_t, int64_t, const SgdUpdate*);                    \
   template void dense_forward_relu<T>(const T*, const T*, const T*, T*, int64_t, int64_t,       \
                                       int64_t);
 TESSERA_DENSE_INSTANTIATE(float)
@@ -245,8 +258,8 @@ template void dense_forward<float>(const float*, const float*, const float*, flo
 template void dense_forward<double>(const double*, const double*, const double*, double*, int64_t,
                                     int64_t, int64_t);
 template void dense_backward<float>(const float*, const float*, const float*, float*, float*,
-                                    float*, int64_t, int64_t, int64_t);
+                                    float*, int64_t, int64_t, int64_t, const SgdUpdate*);
 template void dense_backward<double>(const double*, const double*, const double*, double*, double*,
-                                     double*, int64_t, int64_t, int64_t);
+                                     double*, int64_t, int64_t, int64_t, const SgdUpdate*);
 
 }  // namespace tessera::kernels

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "kernels/bf16.h"
+#include "kernels/optim.h"
 
 namespace tessera::kernels {
 
@@ -28,9 +29,14 @@ void dense_forward_relu(const T* x, const T* w, const T* b, T* y, int64_t n, int
 //   dw (out, in) = dyᵀ·x      (overwritten, not accumulated)
 //   db (out)     = Σ_rows dy  (overwritten; skipped when nullptr)
 //   dx (n, in)   = dy·w       (overwritten; skipped when nullptr, e.g. for the first layer)
+// With sgd (float only; its run is w then the bias, (out, in) then (out), as a layer's
+// parameters lie in the flat buffer), the same call also writes their SGD update into
+// sgd->p_next and buf_next, bit for bit sgd_update_serial's on dw and db: tessera's engines
+// from the weight-gradient tiles' registers as they finish (the gradient is never read back),
+// Eigen and oneDNN in a pass after the products.
 template <class T>
 void dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n,
-                    int64_t in, int64_t out);
+                    int64_t in, int64_t out, const SgdUpdate* sgd = nullptr);
 
 // dense_backward for a layer whose input x is a relu output, with relu's backward fused into
 // the dx product: dx = (dy·w) ⊙ [x > 0], the gradient w.r.t. the previous layer's
@@ -38,7 +44,7 @@ void dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, in
 // z = a = x. dw and db as dense_backward.
 template <class T>
 void dense_backward_relu(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n,
-                         int64_t in, int64_t out);
+                         int64_t in, int64_t out, const SgdUpdate* sgd = nullptr);
 
 // The engine behind the float products: "avx512", "avx2", "onednn" or "eigen".
 const char* gemm_engine_name();

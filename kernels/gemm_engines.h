@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "kernels/dense.h"
+#include "kernels/optim.h"
 #include "kernels/tile_observer.h"
 
 namespace tessera::kernels {
@@ -51,12 +52,13 @@ void eigen_dense_backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* 
 // tessera's own engine (kernels/gemm_simd.cpp) in each vector width: whether this build has it
 // (compiled for a target with AVX-512F, or with AVX2 and FMA; an AVX-512 build has both), and
 // its float products. Never allocate; thread-safe; the same bits in either width. Throw
-// std::logic_error if the width is not available.
+// std::logic_error if the width is not available. The backward's sgd: dense_backward's.
 bool avx512_available();
 void avx512_dense_forward(const float* x, const float* w, const float* b, float* y, int64_t n,
                           int64_t in, int64_t out, bool relu);
 void avx512_dense_backward(const float* dy, const float* x, const float* w, float* dw, float* db,
-                           float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx = false);
+                           float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx = false,
+                           const SgdUpdate* sgd = nullptr);
 // Bytes of stack one tile of each width's products takes on its thread (packed panels), 0
 // where the width is not built.
 int64_t avx512_tile_stack_bytes();
@@ -65,7 +67,8 @@ bool avx2_available();
 void avx2_dense_forward(const float* x, const float* w, const float* b, float* y, int64_t n,
                         int64_t in, int64_t out, bool relu);
 void avx2_dense_backward(const float* dy, const float* x, const float* w, float* dw, float* db,
-                         float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx = false);
+                         float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx = false,
+                         const SgdUpdate* sgd = nullptr);
 
 // Whether this build has the oneDNN engine compiled in (libdnnl found at configure time).
 bool onednn_available();

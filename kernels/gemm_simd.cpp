@@ -16,6 +16,7 @@
 
 #include "kernels/dense.h"
 #include "kernels/gemm_engines.h"
+#include "kernels/optim.h"
 #include "kernels/simd.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -29,11 +30,16 @@ namespace {
 // outputs where mask <= 0 become 0 (relu_backward_tile's rule; a NaN mask keeps them). With
 // `non_finite`, the stored outputs are tested in registers and it is set if one is a NaN or an
 // infinity (left alone otherwise): the weight gradient's check, without a pass over memory.
+// With `sgd`, the stored outputs are also the gradient of the parameters at sgd->p, in the
+// output's layout from `origin` on (the weight gradient's first element): their SGD update is
+// written to sgd->p_next (and buf_next) from the registers, sgd_element's FMAs in its order.
 struct Epilogue {
   const float* bias = nullptr;
   bool relu = false;
   const float* mask = nullptr;
   bool* non_finite = nullptr;
+  const SgdUpdate* sgd = nullptr;
+  const float* origin = nullptr;
 };
 
 // Columns of a packed panel: the widest register block.
@@ -120,6 +126,13 @@ void microkernel(int64_t kc, const float* a, int64_t lda, const float* panel, fl
   const auto load_c = [&](const float* p, int v) {
     return whole ? S::loadu(p + L * v) : S::maskz_loadu(mk[v], p + L * v);
   };
+  const auto store_c = [&](float* p, int v, V r) {
+    if (whole) {
+      S::storeu(p + L * v, r);
+    } else {
+      S::mask_storeu(p + L * v, mk[v], r);
+    }
+  };
   V acc[M][NV];
   for (int i = 0; i < M; ++i) {
     for (int v = 0; v < NV; ++v) acc[i][v] = first ? S::zero() : load_c(c + i * ldc, v);
@@ -164,14 +177,26 @@ void microkernel(int64_t kc, const float* a, int64_t lda, const float* panel, fl
       if (last && e.relu) r = S::relu(r);  // max(0, NaN) is NaN, as relu_tile
       if (last && e.mask != nullptr) r = S::keep_where_positive(load_c(e.mask + i * ldc, v), r);
       if (check) bad = S::flag_non_finite(bad, mk[v], r);
-      if (whole) {
-        S::storeu(c + i * ldc + L * v, r);
-      } else {
-        S::mask_storeu(c + i * ldc + L * v, mk[v], r);
-      }
+      store_c(c + i * ldc, v, r);
     }
   }
   if (check && S::any(bad)) *e.non_finite = true;
+  if (last && e.sgd != nullptr) {
+    const SgdUpdate& u = *e.sgd;
+    const V neg_lr = S::set1(-u.lr), mom = S::set1(u.momentum), wd = S::set1(u.wd);
+    for (int i = 0; i < M; ++i) {
+      const int64_t at = c + i * ldc - e.origin;
+      for (int v = 0; v < NV; ++v) {
+        const V p = load_c(u.p + at, v);
+        V d = u.wd != 0.0f ? S::fmadd(wd, p, acc[i][v]) : acc[i][v];
+        if (u.buf != nullptr) {
+          if (!u.first_step) d = S::fmadd(mom, load_c(u.buf + at, v), d);
+          store_c(u.buf_next + at, v, d);
+        }
+        store_c(u.p_next + at, v, S::fmadd(neg_lr, d, p));
+      }
+    }
+  }
 }
 
 // Rows of the register block for a width of NV vectors: 6 on a full-width panel (24 zmm or 12
@@ -462,9 +487,12 @@ int64_t dw_tile_rows(int64_t out, int64_t in) {
 }
 
 // dy (n, out), x (n, in), w (out, in) -> dw (out, in), db (out), dx (n, in); all overwritten.
+// With sgd (the layer's w then bias, as one run), each dw tile also writes its SGD update from
+// its last depth block's registers, and the tile at column 0 that of its rows of the bias.
 template <class S>
 void simd_dense_backward(const float* dy, const float* x, const float* w, float* dw, float* db,
-                         float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx) {
+                         float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx,
+                         const SgdUpdate* sgd) {
   // dw = dyᵀ·x in row tiles of dw as wide as kSimdDwTileCols: each depth block of dyᵀ (its rows
   // are dy's columns) is first copied into a dense block on the stack, so the product reads A
   // as rows like the other two (dyᵀ read in place, strided, ran 5-10% slower), and the copy
@@ -479,22 +507,26 @@ void simd_dense_backward(const float* dy, const float* x, const float* w, float*
     // testing every depth block's stores (the in-place path) gives the final verdict.
     bool non_finite = false;
     const Epilogue check{nullptr, false, nullptr, &non_finite};
+    const Epilogue check_and_update{nullptr, false, nullptr, &non_finite, sgd, dw};
     // The tile at column 0 sums the bias gradient in the staging pass, rows in order.
     float* dbt = db != nullptr && c0 == 0 ? db + r0 : nullptr;
     if (dbt != nullptr) std::fill(dbt, dbt + (r1 - r0), 0.0f);
     // n == 0 runs one empty block, as gemm_tile does: dw is then 0.
     for (int64_t p0 = 0; p0 == 0 || p0 < n; p0 += depth) {
       const int64_t kc = std::min(depth, n - p0);
+      const bool last = p0 + depth >= n;
+      const Epilogue& e = last && sgd != nullptr ? check_and_update : check;
       if constexpr (S::kPackA) {
         pack_dyt(dy + p0 * out + r0, out, kc, r1 - r0, dyt, dbt);
         gemm_block<S>(r1 - r0, c1 - c0, kc, dyt, kc, x + p0 * in + c0, in, false,
-                      dw + r0 * in + c0, in, p0 == 0, p0 + depth >= n, check);
+                      dw + r0 * in + c0, in, p0 == 0, last, e);
       } else {
         transpose_block(dy + p0 * out + r0, out, kc, r1 - r0, dyt, kc, dbt);
         gemm_tile<S>(r1 - r0, c1 - c0, kc, dyt, kc, x + p0 * in + c0, in, false,
-                     dw + r0 * in + c0, in, check, p0 > 0);
+                     dw + r0 * in + c0, in, e, p0 > 0);
       }
     }
+    if (sgd != nullptr && dbt != nullptr) sgd_update_serial(sgd->at(out * in + r0), dbt, r1 - r0);
     // Reported kSimdTileRows rows at a time, as dense_tile_rows() promises the reducer.
     for (int64_t q = r0; q < r1; q += kSimdTileRows) {
       report_dw_tile(dw, db, in, out, q, std::min(r1, q + kSimdTileRows), c0, c1,
@@ -503,6 +535,7 @@ void simd_dense_backward(const float* dy, const float* x, const float* w, float*
   };
   for_tiles(out, in, dw_rows, tile_cols<S>(out, dw_rows, in, kSimdDwTileCols), dw_tile);
   bias_backward_without_inputs(dy, db, n, in, out);
+  if (sgd != nullptr && in == 0 && db != nullptr) sgd_update_serial(*sgd, db, out);
   if (dx == nullptr) return;
   // dx = dy·w [⊙ (x > 0)]: A = dy rows, B = w rows.
   for_tiles(n, in, kSimdTileRows, tile_cols<S>(n, kSimdTileRows, in, kSimdTileCols),
@@ -543,8 +576,9 @@ void avx512_dense_forward(const float* x, const float* w, const float* b, float*
   simd_dense_forward<simd::Avx512>(x, w, b, y, n, in, out, relu);
 }
 void avx512_dense_backward(const float* dy, const float* x, const float* w, float* dw, float* db,
-                           float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx) {
-  simd_dense_backward<simd::Avx512>(dy, x, w, dw, db, dx, n, in, out, relu_dx);
+                           float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx,
+                           const SgdUpdate* sgd) {
+  simd_dense_backward<simd::Avx512>(dy, x, w, dw, db, dx, n, in, out, relu_dx, sgd);
 }
 #else
 bool avx512_available() { return false; }
@@ -554,7 +588,7 @@ void avx512_dense_forward(const float*, const float*, const float*, float*, int6
   not_built("AVX-512F");
 }
 void avx512_dense_backward(const float*, const float*, const float*, float*, float*, float*,
-                           int64_t, int64_t, int64_t, bool) {
+                           int64_t, int64_t, int64_t, bool, const SgdUpdate*) {
   not_built("AVX-512F");
 }
 #endif
@@ -567,8 +601,9 @@ void avx2_dense_forward(const float* x, const float* w, const float* b, float* y
   simd_dense_forward<simd::Avx2>(x, w, b, y, n, in, out, relu);
 }
 void avx2_dense_backward(const float* dy, const float* x, const float* w, float* dw, float* db,
-                         float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx) {
-  simd_dense_backward<simd::Avx2>(dy, x, w, dw, db, dx, n, in, out, relu_dx);
+                         float* dx, int64_t n, int64_t in, int64_t out, bool relu_dx,
+                         const SgdUpdate* sgd) {
+  simd_dense_backward<simd::Avx2>(dy, x, w, dw, db, dx, n, in, out, relu_dx, sgd);
 }
 #else
 bool avx2_available() { return false; }
@@ -578,7 +613,7 @@ void avx2_dense_forward(const float*, const float*, const float*, float*, int64_
   not_built("AVX2 and FMA");
 }
 void avx2_dense_backward(const float*, const float*, const float*, float*, float*, float*,
-                         int64_t, int64_t, int64_t, bool) {
+                         int64_t, int64_t, int64_t, bool, const SgdUpdate*) {
   not_built("AVX2 and FMA");
 }
 #endif

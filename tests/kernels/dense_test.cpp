@@ -229,31 +229,82 @@ struct SimdEngine {
                   bool);
   void (*backward)(const float*, const float*, const float*, float*, float*, float*, int64_t,
                    int64_t, int64_t, bool);
+  // The same backward with a fused SGD update.
+  void (*fused)(const float*, const float*, const float*, float*, float*, float*, int64_t,
+                int64_t, int64_t, bool, const SgdUpdate*);
 };
+
+template <auto kBackward>
+void without_sgd(const float* dy, const float* x, const float* w, float* dw, float* db, float* dx,
+                 int64_t n, int64_t in, int64_t out, bool relu_dx) {
+  kBackward(dy, x, w, dw, db, dx, n, in, out, relu_dx, nullptr);
+}
+
+// The SGD modes the fused update is checked in, one per call in turn: momentum with decay,
+// momentum without, the first step (buffer set to the gradient), no momentum at all.
+SgdUpdate sgd_mode(int k) {
+  SgdUpdate u;
+  u.lr = 0.05f;
+  u.momentum = k == 3 ? 0.0f : 0.9f;
+  u.wd = k == 1 ? 0.0f : 0.01f;
+  u.first_step = k == 2;
+  return u;
+}
 
 std::vector<SimdEngine> simd_engines() {
   std::vector<SimdEngine> e;
-  if (avx512_available()) e.push_back({"avx512", &avx512_dense_forward, &avx512_dense_backward});
-  if (avx2_available()) e.push_back({"avx2", &avx2_dense_forward, &avx2_dense_backward});
+  if (avx512_available()) {
+    e.push_back({"avx512", &avx512_dense_forward, &without_sgd<&avx512_dense_backward>,
+                 &avx512_dense_backward});
+  }
+  if (avx2_available()) {
+    e.push_back({"avx2", &avx2_dense_forward, &without_sgd<&avx2_dense_backward>,
+                 &avx2_dense_backward});
+  }
   return e;
 }
 
+// With the SGD update fused (mode `sgd_mode(mode)`), the backward also writes the layer's
+// updated parameters and buffer: they must be sgd_update_serial's on the reference dw and db,
+// bit for bit, and the inputs of the update stay as they were.
 void expect_simd_exact(const std::vector<float>& x, const std::vector<float>& w,
                        const std::vector<float>& b, const std::vector<float>& dy, int64_t n,
-                       int64_t in, int64_t out) {
+                       int64_t in, int64_t out, int mode = 0) {
   const FmaChainRef want(x, w, b, dy, n, in, out);
+  const int64_t count = out * in + out;  // the layer's run: w then the bias
+  std::vector<float> params(w), buf = random_vector<float>(count, 77);
+  params.insert(params.end(), b.begin(), b.end());
+  SgdUpdate ref = sgd_mode(mode);
+  std::vector<float> want_p(count), want_buf(count), grads(want.dw);
+  grads.insert(grads.end(), want.db.begin(), want.db.end());
+  ref.p = params.data(), ref.p_next = want_p.data();
+  if (ref.momentum != 0.0f) ref.buf = buf.data(), ref.buf_next = want_buf.data();
+  sgd_update_serial(ref, grads.data(), count);
   for (const SimdEngine& engine : simd_engines()) {
     for (int threads : {1, 2}) {
-      SCOPED_TRACE(testing::Message() << engine.name << " threads=" << threads);
-      Guarded y(n * out), dw(out * in), db(out), dx(n * in);
+      SCOPED_TRACE(testing::Message() << engine.name << " threads=" << threads << " sgd mode " << mode);
+      Guarded y(n * out), dw(out * in), db(out), dx(n * in), p_next(count), buf_next(count);
+      SgdUpdate u = ref;
+      u.p_next = p_next.data();
+      if (u.buf != nullptr) u.buf_next = buf_next.data();
+      Guarded dw2(out * in), db2(out), dx2(n * in);
       with_threads(threads, [&] {
         engine.forward(x.data(), w.data(), b.data(), y.data(), n, in, out, true);
         engine.backward(dy.data(), x.data(), w.data(), dw.data(), db.data(), dx.data(), n, in,
                         out, true);
+        engine.fused(dy.data(), x.data(), w.data(), dw2.data(), db2.data(), dx2.data(), n, in,
+                     out, true, &u);
       });
+      if (u.buf == nullptr) std::fill(buf_next.v.begin(), buf_next.v.begin() + count, 0.0f);
+      const std::vector<float> no_buf(count, 0.0f);
+      const std::vector<float>* want_buf_next = u.buf == nullptr ? &no_buf : &want_buf;
+      const std::vector<float>* want_p_next = &want_p;
       for (auto [what, got, ref] :
            {std::tuple{"y", &y, &want.y}, std::tuple{"dw", &dw, &want.dw},
-            std::tuple{"db", &db, &want.db}, std::tuple{"dx", &dx, &want.dx}}) {
+            std::tuple{"db", &db, &want.db}, std::tuple{"dx", &dx, &want.dx},
+            std::tuple{"dw (fused)", &dw2, &want.dw}, std::tuple{"db (fused)", &db2, &want.db},
+            std::tuple{"dx (fused)", &dx2, &want.dx}, std::tuple{"p_next", &p_next, want_p_next},
+            std::tuple{"buf_next", &buf_next, want_buf_next}}) {
         ASSERT_TRUE(got->guard_intact()) << what << ": written past its end";
         for (int64_t i = 0; i < got->size; ++i) {
           ASSERT_TRUE(same_float(got->v[i], (*ref)[i]))
@@ -303,7 +354,7 @@ TEST(Dense, SimdEdgeShapesExactAndInBounds) {
     const auto [n, in, out] = s;
     expect_simd_exact(random_vector<float>(n * in, seed), random_vector<float>(out * in, seed + 1),
                       random_vector<float>(out, seed + 2), random_vector<float>(n * out, seed + 3),
-                      n, in, out);
+                      n, in, out, static_cast<int>(seed / 4 % 4));
     if (HasFatalFailure()) return;
     seed += 4;
   }
