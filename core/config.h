@@ -50,6 +50,9 @@ struct OptimizerConfig {
   int64_t step_every = 1000;  // schedule = "step": multiply lr by gamma every step_every steps
   double gamma = 0.1;
   double grad_clip_norm = 0.0;
+  // SGD on one rank: the update written by the weight-gradient products as they go (core/
+  // trainer.cpp says when it applies). The same bits either way.
+  bool fused = true;
 };
 
 struct TrainSection {

@@ -108,8 +108,11 @@ T* BasicModel<T>::forward(const T* params, const T* x, int64_t n, Precision p) {
 
 template <class T>
 void BasicModel<T>::backward(const T* params, const T* x, T* dout, T* grads, int64_t n,
-                            const std::function<void(int)>& layer_done) {
+                            const std::function<void(int)>& layer_done,
+                            const kernels::SgdUpdate* sgd) {
   TESSERA_CHECK(n > 0 && n <= max_rows_, "batch of ", n, " rows exceeds arena of ", max_rows_);
+  TESSERA_CHECK(sgd == nullptr || (std::is_same_v<T, float> && !last_forward_bf16_),
+                "a fused SGD update needs a float32 step");
   if (last_forward_bf16_) {
     backward_bf16(dout, grads, n, layer_done);
     return;
@@ -120,17 +123,20 @@ void BasicModel<T>::backward(const T* params, const T* x, T* dout, T* grads, int
     const T* in = l == 0 ? x : a_[l - 1].data();
     T* da_prev = l == 0 ? nullptr : (dz == scratch_a_.data() ? scratch_b_.data() : scratch_a_.data());
     const T* w = params + spec_.weight_offset(l);
+    // The layer's bias follows its weights in the flat buffer: one run for its update.
+    const kernels::SgdUpdate layer_sgd = sgd != nullptr ? sgd->at(spec_.weight_offset(l)) : kernels::SgdUpdate{};
+    const kernels::SgdUpdate* lsgd = sgd != nullptr ? &layer_sgd : nullptr;
     if (l > 0 && fused_relu()) {
       // in = a_{l-1} = relu(z_{l-1}): relu's backward runs on each dx tile in the same pass, so
       // da_prev comes out as the gradient w.r.t. z_{l-1}.
       kernels::dense_backward_relu(dz, in, w, grads + spec_.weight_offset(l),
-                                   grads + spec_.bias_offset(l), da_prev, n, fin, fout);
+                                   grads + spec_.bias_offset(l), da_prev, n, fin, fout, lsgd);
       if (layer_done) layer_done(l);
       dz = da_prev;
       continue;
     }
     kernels::dense_backward(dz, in, w, grads + spec_.weight_offset(l), grads + spec_.bias_offset(l),
-                            da_prev, n, fin, fout);
+                            da_prev, n, fin, fout, lsgd);
     if (layer_done) layer_done(l);
     if (l > 0) {
       kernels::activation_backward(spec_.activation, z_[l - 1].data(), a_[l - 1].data(), da_prev,

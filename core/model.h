@@ -13,6 +13,7 @@
 #include "core/config.h"
 #include "kernels/activation.h"
 #include "kernels/bf16.h"
+#include "kernels/optim.h"
 
 namespace tessera {
 
@@ -51,8 +52,12 @@ class BasicModel {
   // overwritten, in the precision of that forward. dout is clobbered (used as scratch).
   // Layers run last first; layer_done(l), when given, is called as soon as layer l's weight and
   // bias gradients are final (gradient bucketing starts their reduction while earlier layers run).
+  // With sgd (float, after a float forward; its run is the flat parameter buffer), the
+  // products also write every parameter's SGD update from these gradients into sgd->p_next
+  // and buf_next as they compute them (kernels/dense.h), params staying as they were.
   void backward(const T* params, const T* x, T* dout, T* grads, int64_t n,
-                const std::function<void(int)>& layer_done = {});
+                const std::function<void(int)>& layer_done = {},
+                const kernels::SgdUpdate* sgd = nullptr);
 
  private:
   // relu hidden layers run as one GEMM with relu in its epilogue and keep only a.

@@ -7,6 +7,7 @@
 
 #include "core/config.h"
 #include "core/flat_buffer.h"
+#include "kernels/optim.h"
 
 namespace tessera {
 
@@ -21,6 +22,18 @@ class Optimizer {
   // Clips grads in place when grad_clip_norm > 0. Returns the gradient norm before clipping
   // (0 when clipping is off: the norm is then not computed).
   double step(float* params, float* grads, int64_t step);
+
+  // The fused form of step(), for one rank (no gradient reduction) and the SGD rule without
+  // clipping (which needs every gradient before any update): fused_update() is this step's
+  // update for the model's backward to write as it computes the gradients (kernels/dense.h),
+  // from params into params_next and from the momentum into a second buffer; commit_fused()
+  // then makes that momentum current and counts the update, and the caller swaps the
+  // parameters. A step not committed changed nothing. prepare_fused() allocates the second
+  // buffer (once, before the first step).
+  bool can_fuse() const { return cfg_.kind == OptimizerKind::kSgd && cfg_.grad_clip_norm <= 0.0; }
+  void prepare_fused();
+  kernels::SgdUpdate fused_update(const float* params, float* params_next, int64_t step);
+  void commit_fused();
   double lr(int64_t step) const { return scheduled_lr(cfg_, step, total_steps_); }
 
   // Checkpoint state: the moment buffers (empty spans when the rule keeps none) and the number
@@ -36,6 +49,7 @@ class Optimizer {
   int64_t count_, total_steps_;
   int64_t updates_ = 0;  // optimizer steps taken (Adam's t)
   FlatBuffer m_, v_;     // sgd: momentum in m_; adam: first and second moments
+  FlatBuffer m_next_;    // the fused SGD update's new momentum
 };
 
 }  // namespace tessera

@@ -127,6 +127,9 @@ class Trainer {
 
   FlatBuffer grads_;
   Optimizer optimizer_;
+  // The fused SGD update (Optimizer::fused_update) and the buffer it writes the parameters into.
+  bool fused_ = false;
+  FlatBuffer params_next_;
   GradReducer reducer_;
   kernels::WarmStacks warm_stacks_;  // no step faults fresh stack pages on any thread
   std::function<void(int)> layer_done_;

@@ -194,6 +194,7 @@ const std::map<std::string, Reader>& schema() {
        [](auto& n, auto& c, auto& k, auto&) { c.optimizer.gamma = get_float(n, k, 0, 1, true); }},
       {"optimizer.grad_clip_norm",
        [](auto& n, auto& c, auto& k, auto&) { c.optimizer.grad_clip_norm = get_float(n, k, 0, 1e12); }},
+      {"optimizer.fused", [](auto& n, auto& c, auto& k, auto&) { c.optimizer.fused = get_bool(n, k); }},
       {"train.batch_size",
        [](auto& n, auto& c, auto& k, auto&) { c.train.batch_size = get_int(n, k, 1, int64_t{1} << 31); }},
       {"train.epochs", [](auto& n, auto& c, auto& k, auto&) { c.train.epochs = get_int(n, k, 1); }},
@@ -366,7 +367,8 @@ std::string to_toml(const TrainConfig& c) {
                                 {"warmup_steps", c.optimizer.warmup_steps},
                                 {"step_every", c.optimizer.step_every},
                                 {"gamma", c.optimizer.gamma},
-                                {"grad_clip_norm", c.optimizer.grad_clip_norm}}},
+                                {"grad_clip_norm", c.optimizer.grad_clip_norm},
+                                {"fused", c.optimizer.fused}}},
       {"train", toml::table{{"batch_size", c.train.batch_size},
                             {"epochs", c.train.epochs},
                             {"max_steps", c.train.max_steps},
@@ -404,6 +406,7 @@ std::string resume_identity_toml(const TrainConfig& cfg) {
   c.train.threads = defaults.train.threads;
   c.distributed.timeout_s = defaults.distributed.timeout_s;
   c.distributed.bucket_mb = defaults.distributed.bucket_mb;
+  c.optimizer.fused = defaults.optimizer.fused;  // the same bits either way
   c.checkpoint = defaults.checkpoint;
   return to_toml(c);
 }

@@ -137,7 +137,21 @@ void microkernel(int64_t kc, const float* a, int64_t lda, const float* panel, fl
   for (int i = 0; i < M; ++i) {
     for (int v = 0; v < NV; ++v) acc[i][v] = first ? S::zero() : load_c(c + i * ldc, v);
   }
+  // The update's operands for this block are fetched over its first k steps, a vector's line
+  // of each every 8 steps: read in the epilogue straight from memory, each block of the weight
+  // gradient stalled on them (the fused step ran 5% slower than the unfused one).
+  const SgdUpdate* fetch = last ? e.sgd : nullptr;
+  const int64_t fetch_at = fetch != nullptr ? c - e.origin : 0;
   for (int64_t p = 0; p < kc; ++p) {
+    if (fetch != nullptr && p % 8 == 0 && p / 8 < M * NV) {
+      const int64_t at = fetch_at + p / 8 / NV * ldc + L * (p / 8 % NV);
+      __builtin_prefetch(fetch->p + at, 0, 3);
+      __builtin_prefetch(fetch->p_next + at, 1, 3);
+      if (fetch->buf != nullptr) {
+        __builtin_prefetch(fetch->buf + at, 0, 3);
+        __builtin_prefetch(fetch->buf_next + at, 1, 3);
+      }
+    }
     V bv[NV];
     if constexpr (kFill) {
       if (p + kFillAhead < kc) {
