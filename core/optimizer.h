@@ -1,5 +1,6 @@
 // Optimizer: owns the optimizer state buffers, applies the LR schedule and global-norm
-// clipping, then calls one flat kernel (kernels/optim.h) over all parameters.
+// clipping, then calls one flat kernel (kernels/optim.h) over all parameters, or hands SGD's
+// update to the weight-gradient products to write as they go (the fused form, one rank).
 #pragma once
 
 #include <cstdint>
