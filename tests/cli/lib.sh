@@ -63,3 +63,19 @@ write_config() {  # write_config FILE TRAIN [extra [data] lines...]
     echo "[checkpoint]"; echo "dir = \"run\""
   } >"$file"
 }
+
+# nan_stop_and_skip N CONFIG: a NaN injected into the last rank's gradient at step 7 stops every
+# rank before the optimizer step (exit 1 naming the rank, no model.h5); with train.non_finite =
+# "skip", 8 steps with step 7 skipped are the bytes of 7 plain steps, and the skip is counted.
+nan_stop_and_skip() {
+  local n=$1 config=$2 rank=$(( $1 - 1 ))
+  export TESSERA_TEST_FAULT=nan:$rank:7
+  expect_exit 1 "training diverged: NaN or infinity in the loss or gradients on rank\(s\) $rank at step 7" "$n" \
+    train "$config" --quiet --set checkpoint.dir=nanrun
+  [[ ! -e nanrun/model.h5 ]] || fail "a stopped run wrote model.h5"
+  tess "$n" train "$config" --quiet --set train.max_steps=8 --set train.non_finite=skip --set checkpoint.dir=skip8 >/dev/null
+  unset TESSERA_TEST_FAULT
+  tess "$n" train "$config" --quiet --set train.max_steps=7 --set checkpoint.dir=plain7 >/dev/null
+  cmp skip8/model.h5 plain7/model.h5 || fail "a skipped step changed the weights (N=$n)"
+  [[ $(json_field skip8/metrics.jsonl train skipped_steps) == 1 ]] || fail "skipped step not counted (N=$n)"
+}
