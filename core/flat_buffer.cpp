@@ -23,7 +23,7 @@ FlatBuffer::FlatBuffer(int64_t count) : size_(count) {
   TESSERA_CHECK(count >= 0, "negative buffer size ", count);
   const size_t bytes = ((static_cast<size_t>(count) * sizeof(float) + 63) / 64) * 64;
   const size_t shift = next_colour.fetch_add(1) % kColours * kStagger;
-  void* p = std::aligned_alloc(4096, bytes + shift + 64);
+  void* p = std::aligned_alloc(4096, (bytes + shift + 64 + 4095) / 4096 * 4096);
   if (p == nullptr) throw std::bad_alloc();
   raw_.reset(static_cast<char*>(p));
   data_ = reinterpret_cast<float*>(raw_.get() + shift);

@@ -70,16 +70,17 @@ kernels::SgdUpdate Optimizer::fused_update(const float* params, float* params_ne
   kernels::SgdUpdate u;
   u.p = params;
   u.p_next = params_next;
-  if (m_.size() > 0) u.buf = m_.data(), u.buf_next = m_next_.data();
   u.lr = static_cast<float>(lr(step));
   u.momentum = static_cast<float>(cfg_.momentum);
+  // As sgd_step: a momentum that is 0 as a float keeps no buffer (m_ then stays as it is).
+  if (m_.size() > 0 && u.momentum != 0.0f) u.buf = m_.data(), u.buf_next = m_next_.data();
   u.wd = static_cast<float>(cfg_.weight_decay);
   u.first_step = updates_ == 0;
   return u;
 }
 
 void Optimizer::commit_fused() {
-  std::swap(m_, m_next_);
+  if (static_cast<float>(cfg_.momentum) != 0.0f) std::swap(m_, m_next_);
   ++updates_;
 }
 

@@ -55,9 +55,11 @@ Trainer::Trainer(const TrainConfig& cfg, Model& model, Communicator& comm, Batch
   // so the SGD update is written from there instead of in a pass over all parameters after the
   // step: 3% of a 1-core step of the reference MLP. Into a second parameter buffer (and
   // momentum), swapped in when the step's checks pass, so a non-finite step still changes no
-  // weight. Float32 only (the bf16 products keep their own path).
+  // weight. Float32 only (the bf16 products keep their own path), and tessera's own engines
+  // only: Eigen's and oneDNN's builds would run the update in a serial pass per layer.
+  const std::string engine = kernels::gemm_engine_name();
   fused_ = cfg.optimizer.fused && optimizer_.can_fuse() && comm.size() == 1 &&
-           cfg.train.precision == Precision::kFp32;
+           cfg.train.precision == Precision::kFp32 && (engine == "avx512" || engine == "avx2");
   if (fused_) {
     optimizer_.prepare_fused();
     params_next_ = FlatBuffer(model.spec().param_count());

@@ -85,6 +85,8 @@ class Trainer {
   // training line and evaluations are written.
   void set_checkpoint_hook(std::function<void(const TrainState&)> hook) { checkpoint_ = std::move(hook); }
   Optimizer& optimizer() { return optimizer_; }
+  // Whether steps take the fused SGD update (the constructor's rule, core/trainer.cpp).
+  bool fused() const { return fused_; }
   // Another evaluation set, evaluated with the validation set and reported as split `name`.
   // The model arena must hold source->max_batch_rows() rows.
   void add_eval_set(std::string name, BatchSource* source) { eval_sets_.emplace_back(std::move(name), source); }

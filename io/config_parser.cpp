@@ -406,9 +406,13 @@ std::string resume_identity_toml(const TrainConfig& cfg) {
   c.train.threads = defaults.train.threads;
   c.distributed.timeout_s = defaults.distributed.timeout_s;
   c.distributed.bucket_mb = defaults.distributed.bucket_mb;
-  c.optimizer.fused = defaults.optimizer.fused;  // the same bits either way
   c.checkpoint = defaults.checkpoint;
-  return to_toml(c);
+  // optimizer.fused gives the same bits either way, and checkpoints written before the key
+  // existed hashed an identity without it: left out, so that they still resume.
+  std::string t = to_toml(c);
+  const std::string fused = "fused = " + std::string(c.optimizer.fused ? "true" : "false") + "\n";
+  if (const size_t at = t.find(fused); at != std::string::npos) t.erase(at, fused.size());
+  return t;
 }
 
 namespace {

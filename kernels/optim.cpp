@@ -39,14 +39,25 @@ void for_range(int64_t n, const Body& body) {
 // return. The FMAs are spelled out (std::fma), so the bits do not hang on the compiler's
 // contraction flags: the GEMM engine's fused form (kernels/gemm_simd.cpp) runs the same FMAs.
 // PyTorch skips the decay term when wd == 0 (so 0·inf never injects a NaN); so do we (kDecay).
+// A target without FMA instructions (TESSERA_PORTABLE) would run std::fma in software, an
+// unvectorized call per element: there a·b + c, which this ISO build does not contract. Such a
+// build has no fused form to agree with (its engine is Eigen's).
+inline float mul_add(float a, float b, float c) {
+#if defined(__FMA__)
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
 template <bool kBuf, bool kFirst, bool kDecay>
 inline float sgd_element(float p, float g, float& b, float neg_lr, float momentum, float wd) {
-  float d = kDecay ? std::fma(wd, p, g) : g;
+  float d = kDecay ? mul_add(wd, p, g) : g;
   if constexpr (kBuf) {
-    if constexpr (!kFirst) d = std::fma(momentum, b, d);
+    if constexpr (!kFirst) d = mul_add(momentum, b, d);
     b = d;
   }
-  return std::fma(neg_lr, d, p);
+  return mul_add(neg_lr, d, p);
 }
 
 // Calls f.operator()<kBuf, kFirst, kDecay>() for the rule's mode, so each mode is its own loop.

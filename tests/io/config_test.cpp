@@ -325,8 +325,12 @@ TEST(Config, ExtraValidationSetsResolveAndRoundTrip) {
 TEST(Config, ResumeIdentityIgnoresRunLengthAndPathsAndNamesWhatDiffers) {
   const ParsedConfig a = parse(kFull);
   const ParsedConfig same = parse(kFull, {"train.epochs=9", "train.max_steps=5", "train.threads=2", "train.log_every=3",
-                                          "data.train=\"moved/t.h5\"", "checkpoint.every_steps=7", "model.init=\"\""});
+                                          "data.train=\"moved/t.h5\"", "checkpoint.every_steps=7", "model.init=\"\"",
+                                          "optimizer.fused=false"});
   EXPECT_EQ(resume_identity_toml(a.config), resume_identity_toml(same.config));
+  // optimizer.fused is not in the identity at all: checkpoints from before the key still resume.
+  EXPECT_EQ(resume_identity_toml(same.config).find("fused"), std::string::npos);
+  EXPECT_NE(a.resolved_toml.find("fused = true"), std::string::npos);
   const ParsedConfig other = parse(kFull, {"optimizer.lr=0.05", "train.seed=4"});
   EXPECT_NE(resume_identity_toml(a.config), resume_identity_toml(other.config));
   const std::string diff = identity_diff(resume_identity_toml(a.config), resume_identity_toml(other.config));

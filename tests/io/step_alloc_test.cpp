@@ -52,6 +52,7 @@ struct Case {
   OptimizerKind optimizer;
   int threads;
   Precision precision = Precision::kFp32;
+  double clip = 1.0;  // 0: SGD on one rank takes the fused update (core/trainer.cpp)
 };
 
 class StepAlloc : public ::testing::TestWithParam<Case> {};
@@ -121,7 +122,7 @@ TEST_P(StepAlloc, SteadyStateStepAllocations) {
   cfg.optimizer.kind = c.optimizer;
   cfg.optimizer.momentum = 0.9;
   cfg.optimizer.lr = 0.001;
-  cfg.optimizer.grad_clip_norm = 1.0;
+  cfg.optimizer.grad_clip_norm = c.clip;
   cfg.model.hidden = {32, 16};
   cfg.train.precision = c.precision;
   auto data = std::make_shared<Hdf5Dataset>(std::vector<std::string>{dir.file("d.h5")}, "X", "y");
@@ -136,6 +137,10 @@ TEST_P(StepAlloc, SteadyStateStepAllocations) {
   LocalCommunicator comm;
   Progress progress(0, false);
   Trainer trainer(cfg, model, comm, source, nullptr, nullptr, progress);
+  const std::string engine_name = kernels::gemm_engine_name();
+  const bool own_engine = engine_name == "avx512" || engine_name == "avx2";
+  EXPECT_EQ(trainer.fused(), c.optimizer == OptimizerKind::kSgd && c.clip == 0.0 &&
+                                 c.precision == Precision::kFp32 && own_engine);
 
   const int64_t per_epoch = 1000 / 64;
   int64_t step = 0;
@@ -194,7 +199,9 @@ INSTANTIATE_TEST_SUITE_P(Optimizers, StepAlloc,
                          ::testing::Values(Case{OptimizerKind::kSgd, 1}, Case{OptimizerKind::kAdamW, 1},
                                            Case{OptimizerKind::kSgd, 2},
                                            Case{OptimizerKind::kAdamW, 1, Precision::kBf16},
-                                           Case{OptimizerKind::kSgd, 2, Precision::kBf16}));
+                                           Case{OptimizerKind::kSgd, 2, Precision::kBf16},
+                                           Case{OptimizerKind::kSgd, 1, Precision::kFp32, 0.0},
+                                           Case{OptimizerKind::kSgd, 2, Precision::kFp32, 0.0}));
 
 }  // namespace
 }  // namespace tessera
