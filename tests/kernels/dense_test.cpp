@@ -378,6 +378,42 @@ TEST(Dense, SimdEpiloguesPropagateNanAndInf) {
   expect_simd_exact(x, w, b, dy, n, in, out);
 }
 
+// The build's engine (whichever: tessera's, oneDNN's or Eigen's pass after the products) with a
+// fused SGD update through dense.h: the updated parameters and momentum are those of
+// sgd_update_serial on the same call's gradients, bit for bit, and the gradients are still
+// written; with 1 and 2 threads, relu mask or not.
+TEST(Dense, BuildEngineFusedSgdIsTheSerialUpdate) {
+  for (const Shape s : {Shape{129, 70, 130}, Shape{256, 784, 64}, Shape{7, 33, 10}}) {
+    const DenseInputs<float> d(s);
+    const int64_t count = s.out * s.in + s.out;
+    std::vector<float> params(d.w), buf = random_vector<float>(count, 5);
+    params.insert(params.end(), d.b.begin(), d.b.end());
+    for (bool relu : {false, true}) {
+      for (int threads : {1, 2}) {
+        SCOPED_TRACE(testing::Message() << "n=" << s.n << " in=" << s.in << " out=" << s.out
+                                        << " relu=" << relu << " threads=" << threads);
+        std::vector<float> grads(count), dx(s.n * s.in), p_next(count), buf_next(count);
+        SgdUpdate u = sgd_mode(0);
+        u.p = params.data(), u.p_next = p_next.data(), u.buf = buf.data(), u.buf_next = buf_next.data();
+        with_threads(threads, [&] {
+          (relu ? dense_backward_relu<float> : dense_backward<float>)(
+              d.dy.data(), d.x.data(), d.w.data(), grads.data(), grads.data() + s.out * s.in,
+              dx.data(), s.n, s.in, s.out, &u);
+        });
+        std::vector<float> want_p(count), want_buf(count);
+        SgdUpdate ref = u;
+        ref.p_next = want_p.data(), ref.buf_next = want_buf.data();
+        sgd_update_serial(ref, grads.data(), count);
+        EXPECT_TRUE(bitwise_equal(p_next, want_p)) << "parameters";
+        EXPECT_TRUE(bitwise_equal(buf_next, want_buf)) << "momentum";
+        const DenseRun<float> plain = d.run();
+        EXPECT_TRUE(bitwise_equal(std::vector<float>(grads.begin(), grads.begin() + s.out * s.in), plain.dw))
+            << "the gradient";
+      }
+    }
+  }
+}
+
 // A layer with no inputs (in = 0) has no dw tiles, which is where the engines sum db: db must
 // still come out as dy's column sums ("all overwritten"), on every engine.
 TEST(Dense, BackwardWithoutInputsStillWritesBiasGradient) {
