@@ -62,25 +62,25 @@ double Optimizer::step(float* params, float* grads, int64_t step) {
 
 void Optimizer::prepare_fused() {
   TESSERA_CHECK(can_fuse(), "the fused update is SGD's without clipping");
-  if (m_.size() > 0 && m_next_.size() != count_) m_next_ = FlatBuffer(count_);
+  if (sgd_buffer() && m_next_.size() != count_) m_next_ = FlatBuffer(count_);
 }
 
 kernels::SgdUpdate Optimizer::fused_update(const float* params, float* params_next, int64_t step) {
-  TESSERA_CHECK(can_fuse() && (m_.size() == 0 || m_next_.size() == count_), "prepare_fused() first");
+  TESSERA_CHECK(can_fuse() && (!sgd_buffer() || m_next_.size() == count_), "prepare_fused() first");
   kernels::SgdUpdate u;
   u.p = params;
   u.p_next = params_next;
   u.lr = static_cast<float>(lr(step));
   u.momentum = static_cast<float>(cfg_.momentum);
   // As sgd_step: a momentum that is 0 as a float keeps no buffer (m_ then stays as it is).
-  if (m_.size() > 0 && u.momentum != 0.0f) u.buf = m_.data(), u.buf_next = m_next_.data();
+  if (sgd_buffer()) u.buf = m_.data(), u.buf_next = m_next_.data();
   u.wd = static_cast<float>(cfg_.weight_decay);
   u.first_step = updates_ == 0;
   return u;
 }
 
 void Optimizer::commit_fused() {
-  if (static_cast<float>(cfg_.momentum) != 0.0f) std::swap(m_, m_next_);
+  if (sgd_buffer()) std::swap(m_, m_next_);
   ++updates_;
 }
 

@@ -51,6 +51,8 @@ class Optimizer {
   int64_t updates_ = 0;  // optimizer steps taken (Adam's t)
   FlatBuffer m_, v_;     // sgd: momentum in m_; adam: first and second moments
   FlatBuffer m_next_;    // the fused SGD update's new momentum
+  // Whether SGD keeps a momentum buffer: sgd_step's rule, on the momentum as a float.
+  bool sgd_buffer() const { return static_cast<float>(cfg_.momentum) != 0.0f; }
 };
 
 }  // namespace tessera

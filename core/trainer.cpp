@@ -57,9 +57,8 @@ Trainer::Trainer(const TrainConfig& cfg, Model& model, Communicator& comm, Batch
   // momentum), swapped in when the step's checks pass, so a non-finite step still changes no
   // weight. Float32 only (the bf16 products keep their own path), and tessera's own engines
   // only: Eigen's and oneDNN's builds would run the update in a serial pass per layer.
-  const std::string engine = kernels::gemm_engine_name();
   fused_ = cfg.optimizer.fused && optimizer_.can_fuse() && comm.size() == 1 &&
-           cfg.train.precision == Precision::kFp32 && (engine == "avx512" || engine == "avx2");
+           cfg.train.precision == Precision::kFp32 && kernels::dense_backward_fuses_sgd();
   if (fused_) {
     optimizer_.prepare_fused();
     params_next_ = FlatBuffer(model.spec().param_count());

@@ -208,12 +208,19 @@ void dense_forward_relu(const T* x, const T* w, const T* b, T* y, int64_t n, int
   }
 }
 
+#if defined(TESSERA_GEMM_ENGINE_AVX512) || defined(TESSERA_GEMM_ENGINE_AVX2)
+#define TESSERA_FUSES_SGD 1
+#else
+#define TESSERA_FUSES_SGD 0
+#endif
+bool dense_backward_fuses_sgd() { return TESSERA_FUSES_SGD; }
+
 namespace {
 template <class T>
 void backward(const T* dy, const T* x, const T* w, T* dw, T* db, T* dx, int64_t n, int64_t in,
               int64_t out, bool relu_dx, const SgdUpdate* sgd) {
   if constexpr (std::is_same_v<T, float>) {
-#if defined(TESSERA_GEMM_ENGINE_AVX512) || defined(TESSERA_GEMM_ENGINE_AVX2)
+#if TESSERA_FUSES_SGD
     float_backward(dy, x, w, dw, db, dx, n, in, out, relu_dx, sgd);
 #else
     float_backward(dy, x, w, dw, db, dx, n, in, out, relu_dx);

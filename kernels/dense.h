@@ -49,6 +49,10 @@ void dense_backward_relu(const T* dy, const T* x, const T* w, T* dw, T* db, T* d
 // The engine behind the float products: "avx512", "avx2", "onednn" or "eigen".
 const char* gemm_engine_name();
 
+// Whether the build's engine writes dense_backward's SGD update from its products' registers
+// (tessera's engines); Eigen's and oneDNN's builds run it as a serial pass after the products.
+bool dense_backward_fuses_sgd();
+
 // The engine behind the bf16 products ("avx512"), or "none" when bf16_unsupported_reason().
 const char* bf16_engine_name();
 

@@ -104,7 +104,7 @@ struct Ahead {
   int lines = 0;
   void fetch(int64_t r0, int64_t r1) const {
     for (int64_t r = r0; r < r1; ++r) {
-      for (int l = 0; l < lines; ++l) __builtin_prefetch(b + r * ld + l * 16, 0, 2);
+      for (int l = 0; l < lines; ++l) __builtin_prefetch(b + r * ld + l * kLineFloats, 0, 2);
     }
   }
 };

@@ -137,10 +137,8 @@ TEST_P(StepAlloc, SteadyStateStepAllocations) {
   LocalCommunicator comm;
   Progress progress(0, false);
   Trainer trainer(cfg, model, comm, source, nullptr, nullptr, progress);
-  const std::string engine_name = kernels::gemm_engine_name();
-  const bool own_engine = engine_name == "avx512" || engine_name == "avx2";
   EXPECT_EQ(trainer.fused(), c.optimizer == OptimizerKind::kSgd && c.clip == 0.0 &&
-                                 c.precision == Precision::kFp32 && own_engine);
+                                 c.precision == Precision::kFp32 && kernels::dense_backward_fuses_sgd());
 
   const int64_t per_epoch = 1000 / 64;
   int64_t step = 0;
